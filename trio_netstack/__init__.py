@@ -1,0 +1,40 @@
+"""trio_netstack: a user-space TCP/IP stack in Python on Trio.
+
+Use it like Trio::
+
+    async with trio_netstack.open_stack(tap="tap0", ip="192.0.2.2/24") as stack:
+        result = await trio_netstack.ping("192.0.2.1", count=3)
+"""
+
+from ._runtime.config import StackConfig
+from ._runtime.ping import Pinger, PingError, PingReply, PingResult, ping
+from ._runtime.stack import Stack, StackStatistics, current_stack, open_stack
+from ._runtime.udp import UdpSocket, UdpSocketStatistics, open_udp_socket
+from .link.base import LinkError
+from .proto.arp import ArpConfig
+from .proto.ipv4 import Ipv4Config
+from .proto.reassembly import ReassemblyConfig
+from .proto.route import NoRouteError
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ArpConfig",
+    "Ipv4Config",
+    "LinkError",
+    "NoRouteError",
+    "PingError",
+    "PingReply",
+    "PingResult",
+    "Pinger",
+    "ReassemblyConfig",
+    "Stack",
+    "StackConfig",
+    "StackStatistics",
+    "UdpSocket",
+    "UdpSocketStatistics",
+    "current_stack",
+    "open_stack",
+    "open_udp_socket",
+    "ping",
+]

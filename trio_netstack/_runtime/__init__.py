@@ -1,0 +1,1 @@
+"""The Trio shell: tasks and channels that move bytes, time and events to the machines."""

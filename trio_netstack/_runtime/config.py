@@ -1,0 +1,20 @@
+"""Stack-wide configuration values (attrs, immutable)."""
+
+from __future__ import annotations
+
+import attrs
+
+from ..proto.arp import ArpConfig
+from ..proto.ipv4 import Ipv4Config
+
+
+@attrs.frozen
+class StackConfig:
+    """Every limit of the stack in one place; each has a safe default."""
+
+    arp: ArpConfig = ArpConfig()
+    ipv4: Ipv4Config = Ipv4Config()
+    #: messages (each a batch of packets) queued between two layer tasks
+    layer_queue: int = 256
+    #: echo replies buffered per open pinger before they are dropped
+    pinger_queue: int = 256

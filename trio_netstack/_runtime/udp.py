@@ -1,0 +1,294 @@
+"""UDP sockets and the UDP layer task.
+
+The layer task owns the port table (:class:`~trio_netstack.proto.udp.UdpDemux`),
+delivers datagrams into each socket's bounded queue without blocking (a full
+queue drops and counts, like a full SO_RCVBUF), asks the ICMP layer for port
+unreachable when no socket listens, and hands ICMP errors to the socket that
+sent the quoted datagram. Sending builds the datagram in the caller and hands it
+to the IPv4 layer, so routing errors surface in the caller.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import random
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import trio
+
+from ..proto.icmp import IcmpErrorReport, error_to_errno
+from ..proto.ipv4 import Delivery, OutDatagram
+from ..proto.udp import Endpoint, UdpDemux
+from ..wire import icmp as wicmp
+from ..wire import udp as wudp
+from ..wire.addr import ip_to_str
+from .channels import receive_batch, send_upward
+from .ping import resolve_ipv4_literal
+
+if TYPE_CHECKING:
+    from .stack import Stack
+
+MAX_PAYLOAD = 65507  # 65535 - 20 (IPv4 header) - 8 (UDP header)
+
+Address = tuple[str, int]
+_Item = tuple[bytes, Address] | None  # None only wakes a receiver to see an error
+
+
+@attrs.frozen
+class UdpSocketStatistics:
+    local: Address
+    remote: Address | None
+    datagrams_sent: int
+    datagrams_received: int
+    bytes_sent: int
+    bytes_received: int
+    dropped_queue_full: int
+    errors_received: int
+
+
+class UdpSocket:
+    """A UDP socket on the stack. Create it with :func:`open_udp_socket`."""
+
+    def __init__(
+        self, layer: UdpLayer, local_ip: int, local_port: int, *, broadcast: bool, queue: int
+    ) -> None:
+        self._layer = layer
+        self._stack = layer.stack
+        self.broadcast = broadcast
+        self._send_q, self._recv_q = trio.open_memory_channel[_Item](queue)
+        self._endpoint: Endpoint[UdpSocket] = layer.demux.bind(self, local_ip, local_port)
+        self._error: OSError | None = None
+        self._closed = False
+        self._receiving = False
+        self._counts = {
+            "sent": 0,
+            "received": 0,
+            "bytes_sent": 0,
+            "bytes_received": 0,
+            "dropped": 0,
+            "errors": 0,
+        }
+
+    # --- addresses -----------------------------------------------------------------
+
+    def getsockname(self) -> Address:
+        return (ip_to_str(self._endpoint.local_ip), self._endpoint.local_port)
+
+    def getpeername(self) -> Address:
+        if not self._endpoint.remote_ip:
+            raise OSError(errno.ENOTCONN, "the UDP socket is not connected")
+        return (ip_to_str(self._endpoint.remote_ip), self._endpoint.remote_port)
+
+    async def connect(self, address: Address) -> None:
+        """Fix the peer: ``send``/``receive`` use it and ICMP errors are reported."""
+        self._check_open()
+        dst, port = self._resolve(address)
+        self._stack.check_route(dst)
+        self._endpoint.remote_ip = dst
+        self._endpoint.remote_port = port
+        self._error = None
+        await trio.lowlevel.checkpoint()
+
+    # --- sending ---------------------------------------------------------------------
+
+    async def send_to(self, data: bytes | bytearray | memoryview, address: Address) -> None:
+        self._check_open()
+        dst, port = self._resolve(address)
+        await self._send(data, dst, port)
+
+    async def send(self, data: bytes | bytearray | memoryview) -> None:
+        self._check_open()
+        if not self._endpoint.remote_ip:
+            raise OSError(errno.EDESTADDRREQ, "send() needs connect() first; use send_to()")
+        await self._send(data, self._endpoint.remote_ip, self._endpoint.remote_port)
+
+    async def _send(self, data: bytes | bytearray | memoryview, dst: int, port: int) -> None:
+        self._raise_pending()
+        if len(data) > MAX_PAYLOAD:
+            raise OSError(errno.EMSGSIZE, f"a UDP payload of {len(data)} bytes exceeds 65507")
+        stack = self._stack
+        route = stack.routes.lookup(dst)  # NoRouteError here, in the caller
+        if route.broadcast and not self.broadcast:
+            raise PermissionError(
+                errno.EACCES, f"sending to broadcast {ip_to_str(dst)} needs broadcast=True"
+            )
+        src = self._endpoint.local_ip or route.source
+        segment = wudp.build(src, dst, self._endpoint.local_port, port, data)
+        await stack.send_datagrams([OutDatagram(dst, wudp.PROTO_UDP, segment, src=src)])
+        self._counts["sent"] += 1
+        self._counts["bytes_sent"] += len(data)
+
+    # --- receiving -------------------------------------------------------------------
+
+    async def receive_from(self) -> tuple[bytes, Address]:
+        self._check_open()
+        if self._receiving:
+            raise trio.BusyResourceError("another task is already receiving on this socket")
+        self._receiving = True
+        try:
+            while True:
+                self._raise_pending()
+                try:
+                    item = await self._recv_q.receive()
+                except (trio.EndOfChannel, trio.ClosedResourceError):
+                    raise trio.ClosedResourceError("the UDP socket was closed") from None
+                if item is not None:
+                    return item
+        finally:
+            self._receiving = False
+
+    async def receive(self) -> bytes:
+        if not self._endpoint.remote_ip:
+            raise OSError(errno.ENOTCONN, "receive() needs connect() first; use receive_from()")
+        data, _ = await self.receive_from()
+        return data
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._layer.demux.unbind(self._endpoint)
+            self._send_q.close()
+
+    async def aclose(self) -> None:
+        self.close()
+        await trio.lowlevel.checkpoint()
+
+    def __enter__(self) -> UdpSocket:
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    async def __aenter__(self) -> UdpSocket:
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def statistics(self) -> UdpSocketStatistics:
+        c = self._counts
+        remote = None
+        if self._endpoint.remote_ip:
+            remote = (ip_to_str(self._endpoint.remote_ip), self._endpoint.remote_port)
+        return UdpSocketStatistics(
+            self.getsockname(),
+            remote,
+            c["sent"],
+            c["received"],
+            c["bytes_sent"],
+            c["bytes_received"],
+            c["dropped"],
+            c["errors"],
+        )
+
+    # --- used by the layer -----------------------------------------------------------
+
+    def _deliver(self, payload: bytes, src: int, sport: int) -> None:
+        if send_upward(self._send_q, (payload, (ip_to_str(src), sport))):
+            self._counts["received"] += 1
+            self._counts["bytes_received"] += len(payload)
+        else:
+            self._counts["dropped"] += 1
+            self._layer.demux.counters.incr("socket_queue_full")
+
+    def _deliver_error(self, exc: OSError) -> None:
+        self._counts["errors"] += 1
+        if self._endpoint.remote_ip:  # like Linux: only connected sockets see errors
+            self._error = exc
+            send_upward(self._send_q, None)
+
+    def _raise_pending(self) -> None:
+        if self._error is not None:
+            exc, self._error = self._error, None
+            raise exc
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise trio.ClosedResourceError("the UDP socket is closed")
+
+    @staticmethod
+    def _resolve(address: Address) -> tuple[int, int]:
+        host, port = address
+        if not 0 < port <= 0xFFFF:
+            raise ValueError(f"port {port} out of range 1..65535")
+        return resolve_ipv4_literal(host), port
+
+
+class UdpLayer:
+    """The UDP layer task and its port table."""
+
+    def __init__(self, stack: Stack, seed: int) -> None:
+        self.stack = stack
+        rng = random.Random(seed)
+        self.demux: UdpDemux[UdpSocket] = UdpDemux(rng.randrange)
+        self.send_channel, self._inbox = trio.open_memory_channel[tuple[str, list[Any]]](
+            stack.config.layer_queue
+        )
+
+    async def run(self, *, task_status: trio.TaskStatus[None]) -> None:
+        demux = self.demux
+        stack = self.stack
+        task_status.started()
+        while True:
+            messages = await receive_batch(self._inbox)
+            unreachable = []
+            for kind, items in messages:
+                if kind == "rx":
+                    for delivery in items:
+                        assert isinstance(delivery, Delivery)
+                        got = demux.input_untrusted(delivery, bool(delivery.flags & 1))
+                        if got is not None:
+                            got.endpoint.handle._deliver(got.payload, got.src, got.sport)
+                        elif demux.no_port:
+                            unreachable.append(delivery)
+                elif kind == "icmp":
+                    for report in items:
+                        assert isinstance(report, IcmpErrorReport)
+                        self._icmp_error(report)
+            if unreachable:
+                stack.request_icmp_errors(
+                    [(wicmp.DEST_UNREACHABLE, wicmp.UNREACH_PORT, d) for d in unreachable]
+                )
+
+    def _icmp_error(self, report: IcmpErrorReport) -> None:
+        endpoint = self.demux.match_error(report.original, report.quoted)
+        if endpoint is None:
+            self.demux.counters.incr("icmp_error_unmatched")
+            return
+        code = error_to_errno(report.type, report.code)
+        self.demux.counters.incr("icmp_errors")
+        exc_type = ConnectionRefusedError if code == errno.ECONNREFUSED else OSError
+        endpoint.handle._deliver_error(
+            exc_type(code, f"{os.strerror(code)} (ICMP from {ip_to_str(report.reporter)})")
+        )
+
+
+def open_udp_socket(
+    local_address: str | None = None,
+    local_port: int = 0,
+    *,
+    broadcast: bool = False,
+    receive_queue: int = 256,
+    stack: Stack | None = None,
+) -> UdpSocket:
+    """Bind a UDP socket on the current stack (port 0: an ephemeral port).
+
+    Raises ``OSError(EADDRINUSE)`` when the port is taken. Use it as
+    ``async with open_udp_socket(...) as sock`` or call ``close()``.
+    """
+    from .stack import current_stack
+
+    owner = stack or current_stack()
+    local_ip = resolve_ipv4_literal(local_address) if local_address else 0
+    if local_ip and not owner.routes.is_local(local_ip):
+        raise OSError(errno.EADDRNOTAVAIL, f"{local_address} is not an address of this stack")
+    return UdpSocket(owner.udp, local_ip, local_port, broadcast=broadcast, queue=receive_queue)

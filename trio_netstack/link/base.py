@@ -1,0 +1,97 @@
+"""The device interface every link (TAP, AF_PACKET, in-memory, wrappers) implements.
+
+A link moves whole Ethernet II frames (no preamble, no FCS) between a device and
+the stack. The receive side hands over *batches*: one wake-up drains every frame
+the device has ready (bounded by ``max_batch``), because a Trio wake-up costs far
+more than a read (see docs/design.md, "Performance").
+
+Each received frame carries flags. ``RX_CSUM_TRUSTED`` says the device vouches
+for the transport checksum (the frame was produced by the local kernel with
+checksum offload, e.g. a veth peer's CHECKSUM_PARTIAL reported through
+PACKET_AUXDATA); the TCP/UDP layers then skip verification, as Linux does for
+CHECKSUM_PARTIAL/CHECKSUM_UNNECESSARY packets.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+
+import attrs
+import trio
+
+#: The frame came from the local kernel with a checksum it has not filled in yet.
+RX_CSUM_TRUSTED = 1
+
+#: One received frame and its flags.
+RxFrame = tuple[bytes, int]
+
+
+class LinkError(OSError):
+    """A device could not be opened or configured; the message says what to do."""
+
+
+@attrs.define
+class LinkStatistics:
+    """Counters of one link; ``snapshot()`` gives a plain dict."""
+
+    rx_frames: int = 0
+    rx_bytes: int = 0
+    tx_frames: int = 0
+    tx_bytes: int = 0
+    rx_dropped: int = 0  # frames the link itself discarded (queue full, short, own echo)
+    tx_dropped: int = 0  # frames a write refused (device down, too long)
+    rx_batches: int = 0
+
+    def snapshot(self) -> dict[str, int]:
+        return attrs.asdict(self)
+
+
+class Link(abc.ABC):
+    """Abstract Ethernet device.
+
+    Attributes:
+      name: a human readable name ("tap0", "veth1", "mem0").
+      mtu: the largest IP packet the device carries (1500 on Ethernet).
+      hw_address: the device's own MAC when it has one the stack should default to,
+        else None (TAP: the kernel side owns its MAC; the stack picks its own).
+    """
+
+    name: str
+    mtu: int
+    hw_address: bytes | None
+    stats: LinkStatistics
+
+    @abc.abstractmethod
+    async def receive_batch(self) -> list[RxFrame]:
+        """Wait for at least one frame, then return every frame ready now (non-empty list).
+
+        Cancel-safe: cancelling before it returns loses no frame.
+        Raises trio.ClosedResourceError after aclose().
+        """
+
+    @abc.abstractmethod
+    async def send_batch(self, frames: Sequence[bytes | bytearray | memoryview]) -> None:
+        """Send the frames in order. Blocks only while the device is full (backpressure).
+
+        A frame the device refuses (too long, device down) is counted in
+        ``stats.tx_dropped`` and skipped; it never raises for one bad frame.
+        """
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Background work of the link (e.g. releasing delayed frames), run by the stack.
+
+        The default has none. The stack starts this in its nursery before using the link
+        and cancels it on shutdown.
+        """
+        task_status.started()
+
+    @abc.abstractmethod
+    async def aclose(self) -> None:
+        """Release the device. Idempotent."""
+
+    async def __aenter__(self) -> Link:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()

@@ -1,0 +1,242 @@
+"""TAP devices: the kernel hands us whole Ethernet frames through /dev/net/tun.
+
+A TAP is a virtual Ethernet interface whose "wire" is a file descriptor: every
+frame the kernel transmits on it is one ``read()``, every ``write()`` is one frame
+the kernel receives on it. We open it with ``IFF_TAP | IFF_NO_PI`` so a read is a
+bare Ethernet frame (no 4-byte packet-information prefix).
+
+Two ways of use:
+
+* attach to a persistent device someone made with ``ip tuntap add dev tap0 mode
+  tap`` (it survives us and keeps its addresses and routes);
+* create a device on the fly (``create=True`` and no such device): it exists only
+  while we hold the descriptor.
+
+The fd is non-blocking; a receive waits once for readability and then drains
+the queue with plain reads until EAGAIN, because one Trio wake-up costs as much
+as ten or twenty reads (see docs/design.md, "Performance").
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import struct
+from collections.abc import Sequence
+
+import trio
+
+from . import _netdev
+from .base import Link, LinkError, LinkStatistics, RxFrame
+from .netns import in_netns
+
+__all__ = ["TapLink", "open_tap"]
+
+TUN_PATH = "/dev/net/tun"
+
+# <linux/if_tun.h>
+_TUNSETIFF = 0x400454CA
+_IFF_TAP = 0x0002
+_IFF_NO_PI = 0x1000
+
+# A read must be able to hold the largest frame the device can hand us, whatever
+# its MTU is changed to later (a short buffer would silently truncate). A 64 KiB
+# buffer costs no more per read than a 2 KiB one: CPython shrinks the result.
+_READ_SIZE = 65536 + 64
+
+# Errors of one write that mean "this frame was refused", not "the link is gone":
+# down device (EIO), runt or bogus frame (EINVAL), too big (EMSGSIZE), no memory
+# for the skb right now (ENOBUFS, ENOMEM).
+_FRAME_REFUSED = frozenset({errno.EIO, errno.EINVAL, errno.EMSGSIZE, errno.ENOBUFS, errno.ENOMEM})
+
+
+def _where(netns: str | None) -> str:
+    return f"network namespace {netns!r}" if netns is not None else "the current network namespace"
+
+
+class TapLink(Link):
+    """An open TAP device. Made by :func:`open_tap`; a Link like any other."""
+
+    def __init__(
+        self, fd: int, name: str, *, mtu: int, netns: str | None = None, max_batch: int = 64
+    ) -> None:
+        if max_batch < 1:
+            raise ValueError("max_batch must be at least 1")
+        self._fd = fd
+        self.name = name
+        self.netns = netns
+        self.mtu = mtu
+        # The kernel owns the interface's MAC (it answers ARP for its own address
+        # with it); the stack is a different host on the same wire and picks its own.
+        self.hw_address = None
+        self.stats = LinkStatistics()
+        self.max_batch = max_batch
+        # Only one task may wait for writability on an fd at a time (Trio raises
+        # BusyResourceError otherwise), so concurrent senders queue here.
+        self._write_lock = trio.Lock()
+
+    def fileno(self) -> int:
+        """The TAP file descriptor (-1 once closed)."""
+        return self._fd
+
+    def __repr__(self) -> str:
+        return f"<TapLink {self.name!r} in {_where(self.netns)} fd={self._fd}>"
+
+    async def receive_batch(self) -> list[RxFrame]:
+        while True:
+            fd = self._fd
+            if fd < 0:
+                raise trio.ClosedResourceError("TAP link is closed")
+            # Cancel-safe: a cancellation can only hit this wait, before any read.
+            await trio.lowlevel.wait_readable(fd)
+            frames = self._drain(fd)
+            if frames:
+                return frames
+            # Woken without data (another reader raced us): wait again.
+
+    def _drain(self, fd: int) -> list[RxFrame]:
+        frames: list[RxFrame] = []
+        nbytes = 0
+        read = os.read
+        limit = self.max_batch
+        try:
+            while len(frames) < limit:
+                data = read(fd, _READ_SIZE)
+                nbytes += len(data)
+                frames.append((data, 0))
+        except BlockingIOError:
+            pass
+        except OSError as exc:
+            if not frames:
+                if exc.errno == errno.EBADFD:
+                    raise trio.BrokenResourceError(
+                        f"TAP device {self.name!r} was deleted while open"
+                    ) from exc
+                raise trio.BrokenResourceError(f"reading TAP {self.name!r}: {exc}") from exc
+            # Hand over what we have; the error comes back on the next call.
+        if frames:
+            stats = self.stats
+            stats.rx_frames += len(frames)
+            stats.rx_bytes += nbytes
+            stats.rx_batches += 1
+        return frames
+
+    async def send_batch(self, frames: Sequence[bytes | bytearray | memoryview]) -> None:
+        # No checkpoint when every write succeeds: the caller's own channel receive
+        # already yields, and a checkpoint per batch would double the cost of a
+        # small batch. We wait only when the device queue is full.
+        stats = self.stats
+        write = os.write
+        for frame in frames:
+            while True:
+                fd = self._fd
+                if fd < 0:
+                    raise trio.ClosedResourceError("TAP link is closed")
+                try:
+                    written = write(fd, frame)
+                except BlockingIOError:
+                    async with self._write_lock:
+                        await trio.lowlevel.wait_writable(fd)
+                    continue
+                except OSError as exc:
+                    if exc.errno in _FRAME_REFUSED:
+                        stats.tx_dropped += 1
+                        break
+                    if exc.errno == errno.EBADFD:
+                        raise trio.BrokenResourceError(
+                            f"TAP device {self.name!r} was deleted while open"
+                        ) from exc
+                    raise trio.BrokenResourceError(f"writing TAP {self.name!r}: {exc}") from exc
+                stats.tx_frames += 1
+                stats.tx_bytes += written
+                break
+
+    async def aclose(self) -> None:
+        fd = self._fd
+        if fd >= 0:
+            self._fd = -1
+            # Wake any task blocked in wait_readable/wait_writable with
+            # ClosedResourceError before the number can be reused by another file.
+            trio.lowlevel.notify_closing(fd)
+            os.close(fd)
+        await trio.lowlevel.checkpoint()
+
+
+def open_tap(
+    name: str, *, netns: str | None = None, create: bool = True, max_batch: int = 64
+) -> TapLink:
+    """Open TAP device ``name`` (inside network namespace ``netns`` if given).
+
+    An existing TAP (e.g. ``ip tuntap add dev tap0 mode tap``) is attached to; a
+    missing one is created when ``create`` is true and then lives only as long as
+    the returned link. A device that is down is brought up, since the kernel
+    refuses writes to a TAP that is down. Raises LinkError with a message that
+    says what to do when the device cannot be opened.
+    """
+    try:
+        raw_name = _netdev.check_ifname(name)
+    except ValueError as exc:
+        raise LinkError(str(exc)) from None
+    where = _where(netns)
+    # The namespace of a TAP is the one current at open() of /dev/net/tun, and
+    # ioctls answer about the socket's namespace, so both happen in here.
+    with in_netns(netns), _netdev.control_socket() as ctl:
+        try:
+            _netdev.get_ifindex(ctl, name)
+            exists = True
+        except OSError as exc:
+            if exc.errno != errno.ENODEV:
+                raise LinkError(f"cannot look up interface {name!r}: {exc}") from exc
+            exists = False
+        if not exists and not create:
+            raise LinkError(
+                f"TAP device {name!r} does not exist in {where} "
+                f"(create it with `ip tuntap add dev {name} mode tap`)"
+            )
+        fd = _open_tun(name, raw_name, exists, where)
+        try:
+            _netdev.bring_up(ctl, name)
+            # Attaching gives the TAP its carrier; wait until the kernel will
+            # really transmit on it (see wait_running), else its first replies
+            # to us are dropped.
+            _netdev.wait_running(ctl, name)
+            mtu = _netdev.get_mtu(ctl, name)
+        except PermissionError as exc:
+            os.close(fd)
+            raise LinkError(f"bringing TAP {name!r} up needs root (CAP_NET_ADMIN): {exc}") from exc
+        except BaseException:
+            os.close(fd)
+            raise
+    return TapLink(fd, name, mtu=mtu, netns=netns, max_batch=max_batch)
+
+
+def _open_tun(name: str, raw_name: bytes, exists: bool, where: str) -> int:
+    try:
+        fd = os.open(TUN_PATH, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise LinkError(
+            f"{TUN_PATH} is missing (load the tun module with `modprobe tun`, "
+            f"or create the node with `mknod {TUN_PATH} c 10 200`)"
+        ) from None
+    except PermissionError as exc:
+        raise LinkError("TAP device needs root (CAP_NET_ADMIN)") from exc
+    ifr = struct.pack("16sH22x", raw_name, _IFF_TAP | _IFF_NO_PI)
+    try:
+        fcntl.ioctl(fd, _TUNSETIFF, ifr)
+    except OSError as exc:
+        os.close(fd)
+        if exc.errno == errno.EPERM:
+            raise LinkError("TAP device needs root (CAP_NET_ADMIN)") from exc
+        if exc.errno == errno.EBUSY:
+            raise LinkError(
+                f"TAP device {name!r} in {where} is busy: another process has it open"
+            ) from exc
+        if exc.errno == errno.EINVAL and exists:
+            # tun_set_iff() answers EINVAL when the name belongs to a device that
+            # is not a single-queue TAP (a TUN, a multi-queue TAP, a veth ...).
+            raise LinkError(
+                f"interface {name!r} in {where} exists but is not a (single-queue) TAP device"
+            ) from exc
+        raise LinkError(f"cannot attach TAP device {name!r} in {where}: {exc}") from exc
+    return fd
