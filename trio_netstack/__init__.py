@@ -13,6 +13,8 @@ from ._runtime.udp import UdpSocket, UdpSocketStatistics, open_udp_socket
 from .link.base import LinkError
 from .proto.arp import ArpConfig
 from .proto.ipv4 import Ipv4Config
+from .proto.pmtu import PmtuConfig
+from .proto.ratelimit import RateLimitConfig
 from .proto.reassembly import ReassemblyConfig
 from .proto.route import NoRouteError
 
@@ -27,6 +29,8 @@ __all__ = [
     "PingReply",
     "PingResult",
     "Pinger",
+    "PmtuConfig",
+    "RateLimitConfig",
     "ReassemblyConfig",
     "Stack",
     "StackConfig",

@@ -92,6 +92,25 @@ def test_ping_tool_exit_codes(tap_lab: Lab) -> None:
     assert bad_ns.returncode == 2
     assert len(bad_ns.stderr.strip().splitlines()) == 1, bad_ns.stderr
     assert "tns-no-such-ns" in bad_ns.stderr
+    no_iface = tool(
+        "ping",
+        "-c",
+        "1",
+        "--iface",
+        "tnsnosuch0",
+        "--netns",
+        tap_lab.netns,
+        "--ip",
+        "192.0.2.2/24",
+        "192.0.2.1",
+    )
+    assert no_iface.returncode == 2
+    assert no_iface.stderr.strip() == (
+        f"ping: unknown interface 'tnsnosuch0' in namespace '{tap_lab.netns}'"
+    ), no_iface.stderr
+    in_use = tool("serve", *attach(tap_lab), "--udp-echo", "7", "--udp-echo", "7")
+    assert in_use.returncode == 2
+    assert in_use.stderr.strip() == "serve: address in use: UDP port *:7 is in use", in_use.stderr
     bad_flag = tool("ping", "-c", "0", *attach(tap_lab), "192.0.2.1")
     assert bad_flag.returncode == 2
     no_route = tool("ping", "-c", "1", *attach(tap_lab), "198.51.100.7")

@@ -6,6 +6,7 @@ import attrs
 
 from ..proto.arp import ArpConfig
 from ..proto.ipv4 import Ipv4Config
+from ..proto.ratelimit import RateLimitConfig
 
 
 @attrs.frozen
@@ -14,6 +15,7 @@ class StackConfig:
 
     arp: ArpConfig = ArpConfig()
     ipv4: Ipv4Config = Ipv4Config()
+    icmp_rate_limit: RateLimitConfig = RateLimitConfig()
     #: messages (each a batch of packets) queued between two layer tasks
     layer_queue: int = 256
     #: echo replies buffered per open pinger before they are dropped

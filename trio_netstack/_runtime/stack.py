@@ -80,6 +80,7 @@ class StackStatistics:
     ethernet: MappingProxyType[str, int]
     arp: MappingProxyType[str, int]
     ipv4: MappingProxyType[str, int]
+    pmtu: MappingProxyType[str, int]
     reassembly: MappingProxyType[str, int]
     icmp: MappingProxyType[str, int]
     udp: MappingProxyType[str, int]
@@ -106,7 +107,7 @@ class Stack:
         self._ethernet = EthernetInput(mac)
         self._arp = ArpMachine(mac, config.arp)
         self._ipv4 = Ipv4Machine(self.routes, secret, config.ipv4)
-        self._icmp = IcmpMachine()
+        self._icmp = IcmpMachine(config.icmp_rate_limit)
         q = config.layer_queue
         self._eth_send, self._eth_recv = trio.open_memory_channel[Message](q)
         self._ip_send, self._ip_recv = trio.open_memory_channel[Message](q)
@@ -145,6 +146,7 @@ class Stack:
             ethernet=_frozen(self._ethernet.counters),
             arp=_frozen(self._arp.counters),
             ipv4=_frozen(self._ipv4.counters),
+            pmtu=_frozen({**self._ipv4.pmtu.counters, "entries": len(self._ipv4.pmtu)}),
             reassembly=_frozen(
                 {
                     **self._ipv4.reassembler.counters,
@@ -158,6 +160,12 @@ class Stack:
         )
 
     # --- used by the API modules ------------------------------------------------------
+
+    def path_mtu(self, host: str) -> int:
+        """The MTU towards ``host`` (the route's, lowered by path MTU discovery)."""
+        from ..wire.addr import ip_from_str
+
+        return self._ipv4.path_mtu(ip_from_str(host), trio.current_time())
 
     def check_route(self, dst: int) -> int:
         """Raise NoRouteError now (in the caller) rather than drop later; return the MTU."""
@@ -284,7 +292,7 @@ class Stack:
                 elif kind == "tx":
                     for datagram in items:
                         try:
-                            down.extend(ipv4.output(datagram))
+                            down.extend(ipv4.output(datagram, now))
                         except OSError as exc:  # no route, too big: counted by reason
                             self.counters.incr(f"tx_error_{exc.errno}")
                 elif kind == "unreachable":
@@ -340,6 +348,11 @@ class Stack:
                 reports, icmp.errors = icmp.errors, []
                 for_udp = []
                 for report in reports:
+                    if (report.type, report.code) == (
+                        wicmp.DEST_UNREACHABLE,
+                        wicmp.UNREACH_FRAG_NEEDED,
+                    ):
+                        self._learn_pmtu(report, now)
                     ident = report.echo_id
                     if ident is not None:
                         self._to_pinger(ident, report)
@@ -352,6 +365,20 @@ class Stack:
             if icmp.out:
                 out, icmp.out = icmp.out, []
                 await self._ip_send.send(("tx", out))
+
+    def _learn_pmtu(self, report: IcmpErrorReport, now: float) -> None:
+        # RFC 1191: only about a datagram we sent (the quoted source is ours).
+        original = report.original
+        if not self.routes.is_local(original.src):
+            self.counters.incr("pmtu_report_not_ours")
+            return
+        try:
+            current = self._ipv4.path_mtu(original.dst, now)
+        except NoRouteError:
+            return
+        self._ipv4.pmtu.learn(
+            original.dst, report.next_hop_mtu or 0, original.total_length, current, now
+        )
 
     def _own_source(self, packet: bytes) -> int:
         return int.from_bytes(packet[12:16], "big")

@@ -16,6 +16,7 @@ from ..wire import ipv4 as wip
 from ..wire.addr import LIMITED_BROADCAST, is_loopback, is_multicast
 from ..wire.errors import ParseError
 from .counters import Counters
+from .pmtu import PathMtuCache, PmtuConfig
 from .reassembly import Expired, Reassembler, ReassemblyConfig
 from .route import NoRouteError, RouteTable
 
@@ -26,6 +27,7 @@ IDENT_BUCKETS = 2048
 class Ipv4Config:
     default_ttl: int = 64  # Linux's net.ipv4.ip_default_ttl
     reassembly: ReassemblyConfig = ReassemblyConfig()
+    pmtu: PmtuConfig = PmtuConfig()
 
 
 @attrs.define(slots=True)
@@ -61,6 +63,7 @@ class Ipv4Machine:
         # peer cannot predict the IDs we use towards others (Linux's ip_idents).
         self._idents = [(ident_secret >> (i % 48)) & 0xFFFF ^ i for i in range(IDENT_BUCKETS)]
         self.reassembler = Reassembler(self.config.reassembly)
+        self.pmtu = PathMtuCache(self.config.pmtu)
 
     # --- timers --------------------------------------------------------------------
 
@@ -120,7 +123,13 @@ class Ipv4Machine:
         ident = self._idents[bucket] = (self._idents[bucket] + 1) & 0xFFFF
         return ident
 
-    def output(self, datagram: OutDatagram) -> list[tuple[int, bytes]]:
+    def path_mtu(self, dst: int, now: float) -> int:
+        """The MTU towards ``dst``: the route's, lowered by path MTU discovery."""
+        mtu = self.routes.lookup(dst).mtu
+        learnt = self.pmtu.get(dst, now)
+        return mtu if learnt is None else min(mtu, learnt)
+
+    def output(self, datagram: OutDatagram, now: float = 0.0) -> list[tuple[int, bytes]]:
         """Route and build a datagram; returns ``[(next_hop, packet), ...]``.
 
         Raises :class:`NoRouteError` (ENETUNREACH) when no route exists and
@@ -133,6 +142,9 @@ class Ipv4Machine:
         if total > wip.MAX_PACKET:
             raise OSError(errno.EMSGSIZE, f"an IPv4 datagram of {total} bytes exceeds 65535")
         mtu = route.mtu
+        learnt = self.pmtu.get(datagram.dst, now)
+        if learnt is not None and learnt < mtu:
+            mtu = learnt
         if total > mtu and datagram.dont_fragment:
             self.counters.incr("tx_too_big")
             raise OSError(
