@@ -84,6 +84,7 @@ class StackStatistics:
     reassembly: MappingProxyType[str, int]
     icmp: MappingProxyType[str, int]
     udp: MappingProxyType[str, int]
+    tcp: MappingProxyType[str, int]
     runtime: MappingProxyType[str, int]
 
     def as_dict(self) -> dict[str, dict[str, int]]:
@@ -115,6 +116,9 @@ class Stack:
         from .udp import UdpLayer
 
         self.udp = UdpLayer(self, secret)
+        from .tcp import TcpLayer
+
+        self.tcp = TcpLayer(self, secret)
         self._pingers: dict[int, trio.MemorySendChannel[EchoReply | IcmpErrorReport]] = {}
         self._next_echo_id = secret & 0xFFFF
         self._closed = False
@@ -156,6 +160,14 @@ class Stack:
             ),
             icmp=_frozen(self._icmp.counters),
             udp=_frozen(self.udp.demux.counters),
+            tcp=_frozen(
+                {
+                    **self.tcp.demux.counters,
+                    "connections": len(self.tcp.demux.connections),  # gauges
+                    "time_wait": len(self.tcp.demux.time_wait),
+                    "tasks": len(self.tcp.handles),
+                }
+            ),
             runtime=_frozen(self.counters),
         )
 
@@ -166,6 +178,16 @@ class Stack:
         from ..wire.addr import ip_from_str
 
         return self._ipv4.path_mtu(ip_from_str(host), trio.current_time())
+
+    def path_mtu_to(self, dst: int) -> int:
+        return self._ipv4.path_mtu(dst, trio.current_time())
+
+    def local_mss(self, dst: int) -> int:
+        """The MSS we announce towards ``dst``: path MTU less IPv4 and TCP headers."""
+        try:
+            return self.path_mtu_to(dst) - 40
+        except NoRouteError:
+            return self.mtu - 40
 
     def check_route(self, dst: int) -> int:
         """Raise NoRouteError now (in the caller) rather than drop later; return the MTU."""
@@ -262,6 +284,7 @@ class Stack:
             now = trio.current_time()
             to_icmp: list[Delivery] = []
             to_udp: list[Delivery] = []
+            to_tcp: list[Delivery] = []
             down: list[tuple[int, bytes]] = []
             # Errors to send: (type, code, delivery-or-(header, data))
             errors: list[ErrorRequest] = []
@@ -273,7 +296,9 @@ class Stack:
                         if delivery is None:
                             continue
                         protocol = delivery.header.protocol
-                        if protocol == wip.PROTO_UDP:
+                        if protocol == wip.PROTO_TCP:
+                            to_tcp.append(delivery)
+                        elif protocol == wip.PROTO_UDP:
                             to_udp.append(delivery)
                         elif protocol == wip.PROTO_ICMP:
                             to_icmp.append(delivery)
@@ -307,6 +332,8 @@ class Stack:
                             wicmp.TIME_EXCEEDED, wicmp.EXCEEDED_REASSEMBLY, header, data, False
                         )
                     )
+            if to_tcp and not send_upward(self.tcp.send_channel, ("rx", to_tcp)):
+                self.counters.incr("tcp_queue_full", len(to_tcp))
             if to_udp and not send_upward(self.udp.send_channel, ("rx", to_udp)):
                 self.counters.incr("udp_queue_full", len(to_udp))
             if to_icmp or errors or unreachable:
@@ -347,6 +374,7 @@ class Stack:
             if icmp.errors:
                 reports, icmp.errors = icmp.errors, []
                 for_udp = []
+                for_tcp = []
                 for report in reports:
                     if (report.type, report.code) == (
                         wicmp.DEST_UNREACHABLE,
@@ -358,10 +386,14 @@ class Stack:
                         self._to_pinger(ident, report)
                     elif report.original.protocol == wip.PROTO_UDP:
                         for_udp.append(report)
+                    elif report.original.protocol == wip.PROTO_TCP:
+                        for_tcp.append(report)
                     else:
                         self.counters.incr("icmp_error_unclaimed")
                 if for_udp and not send_upward(self.udp.send_channel, ("icmp", for_udp)):
                     self.counters.incr("udp_queue_full", len(for_udp))
+                if for_tcp and not send_upward(self.tcp.send_channel, ("icmp", for_tcp)):
+                    self.counters.incr("tcp_queue_full", len(for_tcp))
             if icmp.out:
                 out, icmp.out = icmp.out, []
                 await self._ip_send.send(("tx", out))
@@ -397,6 +429,7 @@ class Stack:
             self._ipv4_task,
             self._icmp_task,
             self.udp.run,
+            self.tcp.run,
             self._link_rx,
         ):
             await nursery.start(task)

@@ -1,0 +1,93 @@
+"""TCP between two stacks on an in-memory link under the mock clock."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+
+import pytest
+import trio
+import trio.testing
+
+import trio_netstack
+from trio_netstack.testing import open_stack_pair
+
+
+async def echo_handler(stream: trio_netstack.TcpStream) -> None:
+    async with stream:
+        while data := await stream.receive_some():
+            await stream.send_all(data)
+        await stream.send_eof()
+
+
+async def test_connect_echo_and_close(autojump_clock: trio.abc.Clock) -> None:
+    async with open_stack_pair() as (a, _b), trio.open_nursery() as nursery:
+        await nursery.start(trio_netstack.serve_tcp, echo_handler, 8888)  # on b (current)
+        async with trio_netstack.open_tcp_stream("192.0.2.2", 8888, stack=a) as s:
+            await s.send_all(b"hello!")
+            assert await s.receive_some() == b"hello!"
+            await s.send_eof()
+            assert await s.receive_some() == b""
+            stats = s.statistics()
+            assert stats.timestamps and stats.sack and stats.window_scale[0] > 0
+            assert stats.mss == 1500 - 40 - 12
+        nursery.cancel_scope.cancel()
+
+
+async def test_bulk_both_ways_checked(autojump_clock: trio.abc.Clock) -> None:
+    size = 2_000_000
+    payload = random.Random(1).randbytes(size)
+    async with open_stack_pair() as (a, b):
+        listeners = await trio_netstack.open_tcp_listeners(5001, stack=b)
+        got = bytearray()
+
+        async def server() -> None:
+            stream = await listeners[0].accept()
+            async with stream:
+                while data := await stream.receive_some():
+                    got.extend(data)
+                await stream.send_all(payload)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(server)
+            stream = await trio_netstack.connect_tcp("192.0.2.2", 5001, stack=a)
+            async with stream:
+                await stream.send_all(payload)
+                await stream.send_eof()
+                back = bytearray()
+                while data := await stream.receive_some():
+                    back.extend(data)
+        assert hashlib.sha256(got).digest() == hashlib.sha256(payload).digest()
+        assert hashlib.sha256(back).digest() == hashlib.sha256(payload).digest()
+
+
+async def test_refused(autojump_clock: trio.abc.Clock) -> None:
+    async with open_stack_pair() as (a, b):
+        with pytest.raises(ConnectionRefusedError):
+            await trio_netstack.connect_tcp("192.0.2.2", 9, stack=a)
+        assert b.statistics().tcp["rst_sent"] == 1
+
+
+async def test_connect_timeout_schedule(autojump_clock: trio.abc.Clock) -> None:
+    # Nobody at 192.0.2.2: ARP gives up, the stack reports host unreachable.
+    async with open_stack_pair() as (a, _b):
+        start = trio.current_time()
+        with pytest.raises(OSError) as info:
+            await trio_netstack.connect_tcp("192.0.2.9", 80, stack=a)
+        assert info.value.errno == 113  # EHOSTUNREACH
+        assert trio.current_time() - start < 5
+
+
+async def test_stream_conformance(autojump_clock: trio.abc.Clock) -> None:
+    async with open_stack_pair() as (a, b):
+        port = [6000]
+
+        async def pair() -> tuple[trio_netstack.TcpStream, trio_netstack.TcpStream]:
+            port[0] += 1
+            [listener] = await trio_netstack.open_tcp_listeners(port[0], stack=b)
+            client = await trio_netstack.connect_tcp("192.0.2.2", port[0], stack=a)
+            server = await listener.accept()
+            await listener.aclose()
+            return client, server
+
+        await trio.testing.check_half_closeable_stream(pair, None)

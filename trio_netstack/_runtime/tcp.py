@@ -1,0 +1,314 @@
+"""The TCP layer task and one child task per connection.
+
+Theory of operation
+-------------------
+The layer task receives batches of datagrams from IPv4, lets the demultiplexer
+(:class:`~trio_netstack.proto.tcp.demux.TcpDemux`) parse them and find their
+connection, and hands each connection its segments as one batch on the
+connection's own channel (``send_nowait``: a connection that cannot keep up
+loses segments, and TCP recovers). It also sends what the demultiplexer answers
+by itself (RSTs, TIME_WAIT ACKs) and starts a task for each new connection.
+
+Each connection task owns its :class:`~trio_netstack.proto.tcp.connection.TcpConnection`
+and sleeps until a segment batch, a kick from the application, or the machine's
+earliest deadline (retransmission, persist, delayed ACK, keepalive): the task is
+its timers. After every round it sends the machine's segments to IPv4 (awaiting:
+backpressure) and wakes the application tasks parked on the connection.
+
+Application calls on streams are synchronous machine calls (they never await
+in the middle); a call that produced output or changed what the task must wait
+for kicks the task.
+"""
+
+from __future__ import annotations
+
+import errno
+import math
+import os
+import random
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import trio
+
+from ..proto.icmp import IcmpErrorReport, error_to_errno
+from ..proto.ipv4 import Delivery, OutDatagram
+from ..proto.tcp.connection import CLOSED, ESTABLISHED, SYN_RECEIVED, TIME_WAIT, TcpConnection
+from ..proto.tcp.demux import Listener, TcpDemux
+from ..proto.tcp.isn import IsnGenerator
+from ..wire import icmp as wicmp
+from ..wire import tcp as wtcp
+from .channels import receive_batch, send_upward
+
+if TYPE_CHECKING:
+    from .stack import Stack
+    from .tcp_api import TcpListener
+
+CONNECTION_QUEUE = 256  # segment batches queued for one connection task
+
+
+class ConnectionHandle:
+    """What the runtime keeps per connection: its inbox and the parked application tasks."""
+
+    def __init__(self, layer: TcpLayer, conn: TcpConnection) -> None:
+        self.layer = layer
+        self.conn = conn
+        self.send, self.inbox = trio.open_memory_channel[tuple[str, Any]](CONNECTION_QUEUE)
+        self.lot = trio.lowlevel.ParkingLot()
+        self.kicked = False
+        self.finished = trio.Event()  # the task ended (CLOSED, or handed to TIME_WAIT)
+        self.listener: Listener[TcpListener] | None = None
+
+    def kick(self) -> None:
+        """Wake the connection task to send what the application's call produced."""
+        if not self.kicked and not self.finished.is_set():
+            self.kicked = True
+            if not send_upward(self.send, ("kick", None)):
+                self.kicked = False
+
+    async def wait_change(self) -> None:
+        """Park until the connection task finished a round (or the connection ended)."""
+        if self.finished.is_set():
+            await trio.lowlevel.checkpoint()
+            return
+        await self.lot.park()
+
+
+class TcpLayer:
+    def __init__(self, stack: Stack, secret: int) -> None:
+        self.stack = stack
+        rng = random.Random(secret ^ 0x7C9)
+        key = secret.to_bytes(16, "big", signed=False) if secret < (1 << 128) else os.urandom(16)
+        self.demux: TcpDemux[TcpListener] = TcpDemux(
+            stack.config.tcp,
+            IsnGenerator(key + b"trio_netstack-isn"),
+            rng.randrange,
+            stack.config.tcp_demux,
+        )
+        self.send_channel, self._inbox = trio.open_memory_channel[tuple[str, list[Any]]](
+            stack.config.layer_queue
+        )
+        self.handles: dict[TcpConnection, ConnectionHandle] = {}
+        self._nursery: trio.Nursery | None = None
+
+    # --- the layer task ----------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None]) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            task_status.started()
+            await self._loop()
+
+    async def _loop(self) -> None:
+        demux = self.demux
+        stack = self.stack
+        while True:
+            deadline = demux.next_time_wait_expiry()
+            messages = await receive_batch(self._inbox, math.inf if deadline is None else deadline)
+            now = trio.current_time()
+            per_conn: dict[TcpConnection, list[wtcp.TcpSegment]] = {}
+            for kind, items in messages:
+                if kind == "rx":
+                    for delivery in items:
+                        assert isinstance(delivery, Delivery)
+                        found = demux.input_untrusted(
+                            delivery,
+                            bool(delivery.flags & 1),
+                            stack.local_mss(delivery.header.src),
+                            now,
+                        )
+                        if found is not None:
+                            per_conn.setdefault(found[0], []).append(found[1])
+                elif kind == "icmp":
+                    for report in items:
+                        self._icmp_error(report, now)
+            for conn, listener in demux.accepted:
+                self._spawn(conn, listener)
+            demux.accepted.clear()
+            for conn, segments in per_conn.items():
+                handle = self.handles.get(conn)
+                if handle is None or not send_upward(handle.send, ("segments", segments)):
+                    demux.counters.incr("connection_queue_full")
+            demux.expire_time_wait(now)
+            if demux.out:
+                out, demux.out = demux.out, []
+                await stack.send_datagrams(
+                    [
+                        OutDatagram(dst, wtcp.PROTO_TCP, seg, src=src, dont_fragment=True)
+                        for src, dst, seg in out
+                    ]
+                )
+
+    def _icmp_error(self, report: IcmpErrorReport, now: float) -> None:
+        original = report.original
+        conn = self.demux.find_for_error(original.src, original.dst, report.quoted)
+        if conn is None:
+            self.demux.counters.incr("icmp_error_unmatched")
+            return
+        handle = self.handles.get(conn)
+        if handle is not None:
+            send_upward(handle.send, ("icmp", report))
+
+    # --- connection tasks --------------------------------------------------------------
+
+    def _spawn(
+        self, conn: TcpConnection, listener: Listener[TcpListener] | None = None
+    ) -> ConnectionHandle:
+        assert self._nursery is not None, "the TCP layer is not running"
+        handle = ConnectionHandle(self, conn)
+        handle.listener = listener
+        self.handles[conn] = handle
+        self._nursery.start_soon(self._connection_task, handle)
+        handle.kick()  # its first round sends the SYN or SYN-ACK already queued
+        return handle
+
+    def open_connection(
+        self, local_ip: int, remote_ip: int, remote_port: int, local_port: int, config: Any
+    ) -> ConnectionHandle:
+        now = trio.current_time()
+        conn = self.demux.connect(
+            local_ip,
+            remote_ip,
+            remote_port,
+            self.stack.local_mss(remote_ip),
+            now,
+            local_port=local_port,
+            config=config,
+        )
+        return self._spawn(conn)
+
+    async def _connection_task(self, handle: ConnectionHandle) -> None:
+        conn = handle.conn
+        stack = self.stack
+        try:
+            while True:
+                deadline = conn.get_timer()
+                messages = await receive_batch(
+                    handle.inbox, math.inf if deadline is None else deadline
+                )
+                handle.kicked = False
+                now = trio.current_time()
+                for kind, payload in messages:
+                    if kind == "segments":
+                        for seg in payload:
+                            conn.on_segment(seg, now)
+                    elif kind == "icmp":
+                        self._apply_icmp(conn, payload, now)
+                timer = conn.get_timer()
+                if timer is not None and timer <= now:
+                    conn.handle_timer(now)
+                if handle.listener is not None and conn.state not in (SYN_RECEIVED, CLOSED):
+                    if self.demux.established(conn, handle.listener):
+                        handle.listener.handle._wake()
+                    handle.listener = None
+                if conn.out:
+                    out, conn.out = conn.out, []
+                    await stack.send_datagrams(
+                        [
+                            OutDatagram(
+                                conn.remote_ip,
+                                wtcp.PROTO_TCP,
+                                seg,
+                                src=conn.local_ip,
+                                dont_fragment=True,
+                            )
+                            for seg in out
+                        ]
+                    )
+                handle.lot.unpark_all()
+                if conn.state == TIME_WAIT:
+                    self.demux.enter_time_wait(conn, now)
+                    return
+                if conn.state == CLOSED:
+                    self.demux.remove(conn)
+                    return
+        finally:
+            self.handles.pop(conn, None)
+            if conn.state not in (CLOSED, TIME_WAIT):
+                conn.app_abort(trio.current_time())  # the stack is shutting down
+                self.demux.remove(conn)
+            handle.finished.set()
+            handle.lot.unpark_all()
+            if handle.listener is not None:
+                handle.listener.pending.discard(conn)
+
+    def _apply_icmp(self, conn: TcpConnection, report: IcmpErrorReport, now: float) -> None:
+        if (report.type, report.code) == (wicmp.DEST_UNREACHABLE, wicmp.UNREACH_FRAG_NEEDED):
+            conn.path_mtu_changed(self.stack.path_mtu_to(conn.remote_ip), now)
+            return
+        code = error_to_errno(report.type, report.code)
+        exc_type: type[OSError] = ConnectionRefusedError if code == errno.ECONNREFUSED else OSError
+        # RFC 1122 4.2.3.9: port and protocol unreachable are hard errors; Linux aborts
+        # an opening connection on any of them (tcp_v4_err).
+        hard = report.type == wicmp.DEST_UNREACHABLE
+        conn.icmp_error(exc_type(code, os.strerror(code)), hard, now)
+        self.demux.counters.incr("icmp_errors")
+
+
+@attrs.frozen
+class TcpStatistics:
+    """A snapshot of one connection (``stream.statistics()``)."""
+
+    state: str
+    local: tuple[str, int]
+    remote: tuple[str, int]
+    mss: int
+    snd_wnd: int
+    rcv_wnd: int
+    cwnd: int
+    ssthresh: int
+    srtt: float | None
+    rttvar: float | None
+    rto: float
+    bytes_sent: int
+    bytes_acked: int
+    bytes_received: int
+    segments_sent: int
+    segments_received: int
+    retransmitted_segments: int
+    fast_retransmits: int
+    timeouts: int
+    zero_window_probes: int
+    send_buffered: int
+    receive_buffered: int
+    window_scale: tuple[int, int]  # (ours, theirs)
+    sack: bool
+    timestamps: bool
+    counters: dict[str, int]
+
+
+def connection_statistics(conn: TcpConnection) -> TcpStatistics:
+    from ..proto.tcp import seq as S
+    from ..wire.addr import ip_to_str
+
+    return TcpStatistics(
+        state=conn.state,
+        local=(ip_to_str(conn.local_ip), conn.local_port),
+        remote=(ip_to_str(conn.remote_ip), conn.remote_port),
+        mss=conn.mss,
+        snd_wnd=conn.snd_wnd,
+        rcv_wnd=max(0, S.diff(conn.rcv_adv, conn.rcv.rcv_nxt)),
+        cwnd=conn.cc.cwnd,
+        ssthresh=conn.cc.ssthresh,
+        srtt=conn.rtt.srtt,
+        rttvar=conn.rtt.rttvar,
+        rto=conn.rtt.rto,
+        bytes_sent=conn.bytes_sent,
+        bytes_acked=conn.bytes_acked,
+        bytes_received=conn.bytes_received,
+        segments_sent=conn.segments_sent,
+        segments_received=conn.segments_received,
+        retransmitted_segments=conn.retransmitted_segments,
+        fast_retransmits=conn.fast_retransmits,
+        timeouts=conn.timeouts,
+        zero_window_probes=conn.zero_window_probes,
+        send_buffered=len(conn.sndbuf),
+        receive_buffered=len(conn.rcv),
+        window_scale=(conn.rcv_wscale, conn.snd_wscale),
+        sack=conn.sack_ok,
+        timestamps=conn.ts_ok,
+        counters=dict(conn.counters),
+    )
+
+
+__all__ = ["ESTABLISHED", "ConnectionHandle", "TcpLayer", "TcpStatistics"]

@@ -1,0 +1,1006 @@
+"""One TCP connection: the transmission control block and its state machine.
+
+Theory of operation
+-------------------
+A :class:`TcpConnection` is a pure machine (RFC 9293). Its inputs are segments
+(:meth:`on_segment`), the application's calls (:meth:`app_send`,
+:meth:`app_receive`, :meth:`app_close`, :meth:`app_abort`) and time
+(:meth:`handle_timer`); every input carries ``now``. Its outputs are TCP
+segments appended to :attr:`out` (bytes ready to become an IPv4 payload) and
+changes of :attr:`state`, :attr:`error` and the readable/writable conditions,
+which the owner inspects after each call.
+
+Sending. The send buffer holds every byte from ``snd_una`` on: acknowledged
+bytes are deleted from its front (a bytearray does that in O(1) amortised), so
+offset ``i`` in the buffer is sequence number ``snd_una + i`` (plus one while
+our SYN is unacknowledged). :meth:`_transmit` sends what the peer's window, the
+congestion window and Nagle's algorithm allow; after a retransmission timeout
+``snd_nxt`` is pulled back to ``snd_una`` and the data is sent again, while
+``snd_max`` remembers the highest sequence number ever sent so that ACKs for the
+original transmissions stay acceptable.
+
+Timers. One deadline per purpose (retransmission, persist, delayed ACK,
+keepalive, TIME_WAIT); :meth:`get_timer` returns the earliest, so the owning
+task sleeps exactly until something is due.
+
+Hardening. Sequence numbers only go through :mod:`.seq`; RST, SYN and ACK
+checks follow RFC 5961 (challenge ACKs, rate limited through a shared bucket);
+PAWS (RFC 7323 5) rejects old duplicates; every buffer is bounded.
+"""
+
+from __future__ import annotations
+
+import errno
+import math
+from collections.abc import Callable
+
+import attrs
+
+from ...wire import tcp as wtcp
+from ..counters import Counters
+from . import seq as S
+from .congestion import CongestionControl, make_congestion_control
+from .rcvbuf import ReceiveQueue
+from .rtt import RtoConfig, RttEstimator
+from .seq import Seq
+
+CLOSED = "CLOSED"
+LISTEN = "LISTEN"
+SYN_SENT = "SYN_SENT"
+SYN_RECEIVED = "SYN_RECEIVED"
+ESTABLISHED = "ESTABLISHED"
+FIN_WAIT_1 = "FIN_WAIT_1"
+FIN_WAIT_2 = "FIN_WAIT_2"
+CLOSE_WAIT = "CLOSE_WAIT"
+CLOSING = "CLOSING"
+LAST_ACK = "LAST_ACK"
+TIME_WAIT = "TIME_WAIT"
+
+SYNCHRONIZED = frozenset(
+    {ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2, CLOSE_WAIT, CLOSING, LAST_ACK, TIME_WAIT}
+)
+#: States in which received data is accepted (RFC 9293 3.10.7.4, "seventh").
+RECEIVING = frozenset({ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2})
+#: States in which we may still send data.
+SENDING = frozenset({ESTABLISHED, CLOSE_WAIT})
+
+DEFAULT_MSS = 536  # RFC 9293 3.7.1: assumed when the peer sends no MSS option
+TS_OPTION_LEN = 12  # NOP NOP TS: what each segment spends on timestamps
+PAWS_IDLE = 24 * 24 * 3600.0  # RFC 7323 5.5: ts_recent older than 24 days is invalid
+
+
+@attrs.frozen
+class Keepalive:
+    """RFC 1122 4.2.3.6; the defaults are Linux's (2 h idle, 75 s apart, 9 probes)."""
+
+    idle: float = 7200.0
+    interval: float = 75.0
+    count: int = 9
+
+
+@attrs.frozen
+class TcpConfig:
+    send_buffer: int = 4 * 1024 * 1024
+    receive_buffer: int = 4 * 1024 * 1024
+    nodelay: bool = False
+    delayed_ack: float = 0.04  # Linux's minimum ATO; RFC 9293 3.8.6.3 allows up to 0.5 s
+    keepalive: Keepalive | None = None
+    syn_retries: int = 6  # Linux: 1+2+4+...+64 s, about 127 s before connect() fails
+    synack_retries: int = 5
+    max_retransmits: int = 15  # Linux's tcp_retries2: ~15 minutes with backoff
+    user_timeout: float | None = None  # RFC 5482: fail after this long without progress
+    msl: float = 30.0  # TIME_WAIT lasts 2*MSL = 60 s, as in Linux
+    timestamps: bool = True
+    sack: bool = True
+    window_scaling: bool = True
+    congestion: str = "cubic"
+    rto: RtoConfig = RtoConfig()
+    max_ooo_ranges: int = 256
+    persist_max: float = 60.0  # cap of the zero-window probe backoff
+
+
+def window_shift(buffer: int) -> int:
+    """Smallest RFC 7323 shift whose scaled 16-bit window covers ``buffer``."""
+    shift = 0
+    while (0xFFFF << shift) < buffer and shift < wtcp.MAX_WSCALE:
+        shift += 1
+    return shift
+
+
+class TcpConnection:
+    def __init__(
+        self,
+        config: TcpConfig,
+        local: tuple[int, int],
+        remote: tuple[int, int],
+        iss: Seq,
+        ts_offset: int,
+        local_mss: int,
+        now: float,
+        *,
+        challenge_allowed: Callable[[float], bool] | None = None,
+    ) -> None:
+        self.config = config
+        self.local_ip, self.local_port = local
+        self.remote_ip, self.remote_port = remote
+        self.counters = Counters()
+        self.state = CLOSED
+        self.error: OSError | None = None
+        self.soft_error: OSError | None = None  # ICMP news reported if we later time out
+        self.out: list[bytes] = []
+        self.created = now
+        self._challenge_allowed = challenge_allowed or (lambda now: True)
+
+        # --- send sequence space (RFC 9293 3.3.1)
+        self.iss = iss
+        self.snd_una = iss
+        self.snd_nxt = iss
+        self.snd_max = iss
+        self.snd_wnd = 0
+        self.max_snd_wnd = 0
+        self.snd_wl1 = Seq(0)
+        self.snd_wl2 = iss
+        self.snd_wscale = 0
+        self.sndbuf = bytearray()
+        self.fin_queued = False  # the application closed its side
+        self.fin_sent = False
+        # --- receive sequence space
+        self.irs = Seq(0)
+        self.rcv: ReceiveQueue = ReceiveQueue(Seq(0), config.max_ooo_ranges)
+        self.rcv_wscale = window_shift(config.receive_buffer) if config.window_scaling else 0
+        self.rcv_adv = Seq(0)  # right edge of the window we advertised
+        self.fin_received = False
+        self.receive_closed = False  # the application closed without half-closing
+        self.fin_seq: Seq | None = None  # a FIN that arrived ahead of missing data
+        self.last_ack_sent = Seq(0)
+        # --- options
+        self.local_mss = local_mss  # what we announce: path MTU - 40
+        self.peer_mss = DEFAULT_MSS
+        self.mss = min(DEFAULT_MSS, local_mss)  # payload bytes per segment we send
+        self.sack_ok = False
+        self.ts_ok = False
+        self.ts_offset = ts_offset
+        self.ts_recent = 0
+        self.ts_recent_at = now
+        # --- loss recovery and congestion control
+        self.rtt = RttEstimator(config.rto)
+        self.cc: CongestionControl = make_congestion_control(config.congestion, self.mss)
+        self.dupacks = 0
+        self.in_recovery = False
+        self.recover = iss
+        self.retransmits = 0  # consecutive timeouts without progress
+        self.rtt_seq: Seq | None = None  # Karn-timed segment when timestamps are off
+        self.rtt_sent = 0.0
+        self.last_progress = now
+        self.last_send = now
+        self.last_receive = now
+        # --- timers (absolute deadlines, or None)
+        self.rto_at: float | None = None
+        self.persist_at: float | None = None
+        self.persist_backoff = 0
+        self.delack_at: float | None = None
+        self.keepalive_at: float | None = None
+        self.keepalive_probes = 0
+        self.time_wait_at: float | None = None
+        self.ack_now = False
+        self.unacked_segments = 0
+        # --- totals for statistics()
+        self.bytes_sent = 0
+        self.bytes_acked = 0
+        self.bytes_received = 0
+        self.segments_sent = 0
+        self.segments_received = 0
+        self.retransmitted_segments = 0
+        self.fast_retransmits = 0
+        self.timeouts = 0
+        self.zero_window_probes = 0
+        self.nodelay = config.nodelay
+
+    # =================================================================== opening
+
+    def connect(self, now: float) -> None:
+        """Active open (RFC 9293 3.10.1): send SYN, enter SYN-SENT."""
+        self.state = SYN_SENT
+        self.snd_nxt = S.add(self.iss, 1)
+        self.snd_max = self.snd_nxt
+        self._send_syn(now, ack=False)
+        self._arm_rto(now)
+
+    def accept_syn(self, syn: wtcp.TcpSegment, now: float) -> None:
+        """Passive open from a listener (RFC 9293 3.10.7.2): answer with SYN-ACK."""
+        self.state = SYN_RECEIVED
+        self._take_syn(syn, now)
+        self.snd_nxt = S.add(self.iss, 1)
+        self.snd_max = self.snd_nxt
+        self._send_syn(now, ack=True)
+        self._arm_rto(now)
+
+    def _take_syn(self, syn: wtcp.TcpSegment, now: float) -> None:
+        """Record the peer's ISN and negotiate options (RFC 9293 3.7.1, 7323, 2018)."""
+        opts = syn.options
+        self.irs = Seq(syn.seq)
+        self.rcv = ReceiveQueue(S.add(self.irs, 1), self.config.max_ooo_ranges)
+        # What our SYN or SYN-ACK offers: an unscaled window (RFC 7323 2.2).
+        self.rcv_adv = S.add(self.rcv.rcv_nxt, min(self.config.receive_buffer, 0xFFFF))
+        self.last_ack_sent = self.rcv.rcv_nxt
+        self.snd_wnd = syn.window  # never scaled in a SYN (RFC 7323 2.2)
+        self.max_snd_wnd = self.snd_wnd
+        self.snd_wl1 = Seq(syn.seq)
+        if opts.mss:
+            self.peer_mss = opts.mss
+        if self.config.window_scaling and opts.wscale is not None:
+            self.snd_wscale = opts.wscale
+        else:
+            self.rcv_wscale = 0  # RFC 7323 2.2: scaling only when both sides offer it
+            self.snd_wscale = 0
+        self.sack_ok = self.config.sack and opts.sack_permitted
+        if self.config.timestamps and opts.timestamp is not None:
+            self.ts_ok = True
+            self.ts_recent = opts.timestamp[0]
+            self.ts_recent_at = now
+        self._update_mss()
+
+    def _update_mss(self) -> None:
+        mss = min(self.peer_mss, self.local_mss)
+        if self.ts_ok:
+            mss -= TS_OPTION_LEN
+        self.mss = max(mss, 64)
+        self.cc.set_mss(self.mss)
+
+    def path_mtu_changed(self, mtu: int, now: float) -> None:
+        """RFC 1191 6.4: a smaller path MTU shrinks our segments; resend what was lost."""
+        new_local = mtu - 40
+        if new_local >= self.local_mss:
+            return
+        self.local_mss = new_local
+        self._update_mss()
+        self.counters.incr("pmtu_lowered")
+        if S.lt(self.snd_una, self.snd_max) and self.state in SYNCHRONIZED:
+            self.snd_nxt = self.snd_una  # the big segments were dropped on the way
+            self._transmit(now)
+
+    # =============================================================== application
+
+    @property
+    def send_space(self) -> int:
+        return max(0, self.config.send_buffer - len(self.sndbuf))
+
+    def app_send(self, data: bytes | bytearray | memoryview, now: float) -> int:
+        """Queue as much of ``data`` as fits; returns the number of bytes taken."""
+        if self.fin_queued or self.state not in SENDING | {SYN_SENT, SYN_RECEIVED}:
+            raise OSError(errno.EPIPE, "the connection is closed for sending")
+        take = min(len(data), self.send_space)
+        if take:
+            self.sndbuf += data[:take]
+            if self.state in SENDING:
+                self._transmit(now)
+        return take
+
+    def app_receive(self, max_bytes: int, now: float) -> bytes | None:
+        """Bytes for the application; ``b""`` at end of stream, None when none yet."""
+        if len(self.rcv):
+            data = self.rcv.read(max_bytes)
+            self._maybe_window_update(now)
+            return data
+        if self.fin_received or (self.state in (CLOSED, TIME_WAIT) and self.error is None):
+            return b""
+        return None
+
+    @property
+    def readable(self) -> bool:
+        return bool(len(self.rcv)) or self.fin_received or self.state == CLOSED
+
+    def app_close(self, now: float, *, full: bool = False) -> None:
+        """Send FIN after the queued data (RFC 9293 3.10.4 CLOSE).
+
+        ``full`` means the application will not read either (a socket close rather
+        than a half-close): data arriving afterwards is answered with RST
+        (RFC 1122 4.2.2.13).
+        """
+        if full:
+            self.receive_closed = True
+        if self.fin_queued:
+            return
+        if self.state in (SYN_SENT, CLOSED, LISTEN):
+            self._enter_closed(None)
+            return
+        self.fin_queued = True
+        if self.state in (ESTABLISHED, SYN_RECEIVED):
+            self.state = FIN_WAIT_1
+        elif self.state == CLOSE_WAIT:
+            self.state = LAST_ACK
+        self._transmit(now)
+
+    def app_abort(self, now: float) -> None:
+        """Reset the connection (RFC 9293 3.10.5 ABORT)."""
+        if self.state in SYNCHRONIZED | {SYN_RECEIVED} and self.state != TIME_WAIT:
+            self._emit(now, self.snd_nxt, 0, wtcp.RST)
+        self._enter_closed(None)
+
+    # ================================================================ input
+
+    def on_segment(self, seg: wtcp.TcpSegment, now: float) -> None:
+        self.segments_received += 1
+        self.last_receive = now
+        self.keepalive_probes = 0
+        if self.state == SYN_SENT:
+            self._on_syn_sent(seg, now)
+        elif self.state == TIME_WAIT:
+            self._on_time_wait(seg, now)
+        elif self.state != CLOSED:
+            self._on_synchronized(seg, now)
+        self._arm_keepalive(now)
+
+    def _on_syn_sent(self, seg: wtcp.TcpSegment, now: float) -> None:
+        flags = seg.flags
+        ack = Seq(seg.ack)
+        # RFC 9293 3.10.7.3 first: an ACK that does not cover our SYN is unacceptable.
+        if flags & wtcp.ACK and (S.le(ack, self.iss) or S.gt(ack, self.snd_max)):
+            if not flags & wtcp.RST:
+                self._emit(now, ack, 0, wtcp.RST, with_ack=False)
+            self.counters.incr("bad_ack_syn_sent")
+            return
+        if flags & wtcp.RST:
+            if flags & wtcp.ACK:  # RFC 5961 3.2: only a RST that acknowledges our SYN
+                self._enter_closed(ConnectionRefusedError(errno.ECONNREFUSED, "connection refused"))
+            return
+        if not flags & wtcp.SYN:
+            return
+        self._take_syn(seg, now)
+        if flags & wtcp.ACK:
+            self._ack_advanced(ack, seg, now)
+            self.state = ESTABLISHED
+            self._set_window(seg)
+            self.counters.incr("active_opens")
+            self._schedule_ack(now, immediate=True)
+            self._process_text(seg, now, skip_syn=True)
+            self._transmit(now)
+        else:
+            # Simultaneous open (RFC 9293 3.5 figure 8): answer SYN with SYN-ACK.
+            self.state = SYN_RECEIVED
+            self._send_syn(now, ack=True)
+            self.counters.incr("simultaneous_opens")
+
+    def _set_window(self, seg: wtcp.TcpSegment) -> None:
+        # A segment carrying SYN has an unscaled window (RFC 7323 2.2).
+        shift = 0 if seg.flags & wtcp.SYN else self.snd_wscale
+        self.snd_wnd = seg.window << shift
+        self.snd_wl1 = Seq(seg.seq)
+        self.snd_wl2 = Seq(seg.ack)
+        self.max_snd_wnd = max(self.max_snd_wnd, self.snd_wnd)
+
+    def _acceptable(self, seg: wtcp.TcpSegment) -> bool:
+        """RFC 9293 3.10.7.4 table: does the segment fall in our receive window?"""
+        wnd = max(0, S.diff(self.rcv_adv, self.rcv.rcv_nxt))
+        seg_seq = Seq(seg.seq)
+        n = seg.seg_len
+        rcv_nxt = self.rcv.rcv_nxt
+        if n == 0:
+            if wnd == 0:
+                return seg_seq == rcv_nxt
+            return S.in_window(seg_seq, rcv_nxt, wnd)
+        if wnd == 0:
+            return False
+        return S.in_window(seg_seq, rcv_nxt, wnd) or S.in_window(
+            S.add(seg_seq, n - 1), rcv_nxt, wnd
+        )
+
+    def _on_synchronized(self, seg: wtcp.TcpSegment, now: float) -> None:
+        flags = seg.flags
+        counters = self.counters
+        # RFC 7323 5.3: PAWS, before anything else.
+        if self.ts_ok and seg.options.timestamp is not None and not flags & wtcp.RST:
+            tsval = seg.options.timestamp[0]
+            if S.lt(Seq(tsval), Seq(self.ts_recent)) and now - self.ts_recent_at < PAWS_IDLE:
+                counters.incr("paws_rejected")
+                self._schedule_ack(now, immediate=True)
+                self._transmit(now)
+                return
+        if not self._acceptable(seg):
+            counters.incr("out_of_window")
+            if not flags & wtcp.RST:
+                self._schedule_ack(now, immediate=True)
+                self._transmit(now)
+            return
+        if flags & wtcp.RST:
+            # RFC 5961 3.2: reset only on an exact match, else a challenge ACK.
+            if Seq(seg.seq) == self.rcv.rcv_nxt:
+                counters.incr("rst_received")
+                if self.state == SYN_RECEIVED and self.error is None:
+                    self._enter_closed(
+                        ConnectionRefusedError(errno.ECONNREFUSED, "connection refused")
+                    )
+                elif self.state in (CLOSING, LAST_ACK):
+                    self._enter_closed(None)
+                else:
+                    self._enter_closed(
+                        ConnectionResetError(errno.ECONNRESET, "connection reset by peer")
+                    )
+            else:
+                self._challenge_ack(now)
+            return
+        if flags & wtcp.SYN:
+            # RFC 5961 4.2: a SYN in a synchronized state earns a challenge ACK.
+            if self.state == SYN_RECEIVED and Seq(seg.seq) == self.irs:
+                self._send_syn(now, ack=True)  # their SYN again: our SYN-ACK was lost
+                return
+            self._challenge_ack(now)
+            return
+        if not flags & wtcp.ACK:
+            counters.incr("no_ack_dropped")
+            return
+        self._update_ts_recent(seg, now)
+        ack = Seq(seg.ack)
+        if self.state == SYN_RECEIVED:
+            if S.lt(self.snd_una, ack) and S.le(ack, self.snd_max):
+                self.state = ESTABLISHED
+                self._set_window(seg)
+                self.counters.incr("passive_opens")
+            else:
+                self._emit(now, ack, 0, wtcp.RST, with_ack=False)
+                return
+        if not self._process_ack(seg, now):
+            return
+        if self.state == CLOSED:
+            return
+        self._process_text(seg, now)
+        self._transmit(now)
+
+    def _update_ts_recent(self, seg: wtcp.TcpSegment, now: float) -> None:
+        # RFC 7323 4.3: remember TSval of the segment that covers last_ack_sent.
+        ts = seg.options.timestamp
+        if (
+            self.ts_ok
+            and ts is not None
+            and S.le(Seq(seg.seq), self.last_ack_sent)
+            and (S.ge(Seq(ts[0]), Seq(self.ts_recent)) or now - self.ts_recent_at >= PAWS_IDLE)
+        ):
+            self.ts_recent = ts[0]
+            self.ts_recent_at = now
+
+    def _process_ack(self, seg: wtcp.TcpSegment, now: float) -> bool:
+        """RFC 9293 3.10.7.4 "fifth" with RFC 5961 5.2. Returns False to drop the segment."""
+        ack = Seq(seg.ack)
+        if S.gt(ack, self.snd_max):
+            self.counters.incr("ack_too_new")
+            self._schedule_ack(now, immediate=True)
+            self._transmit(now)
+            return False
+        if S.lt(ack, S.add(self.snd_una, -max(self.max_snd_wnd, 1))):
+            self.counters.incr("ack_too_old")
+            self._challenge_ack(now)
+            return False
+        old_wnd = self.snd_wnd
+        if S.gt(ack, self.snd_una):
+            self._ack_advanced(ack, seg, now)
+        elif (
+            ack == self.snd_una
+            and not len(seg.payload)
+            and not seg.flags & wtcp.FIN
+            and S.lt(self.snd_una, self.snd_max)
+            and (seg.window << self.snd_wscale) == old_wnd
+        ):
+            self._duplicate_ack(seg, now)
+        # Window update (RFC 9293 3.10.7.4): only from a segment not older than the last.
+        if S.lt(self.snd_wl1, Seq(seg.seq)) or (
+            self.snd_wl1 == Seq(seg.seq) and S.le(self.snd_wl2, ack)
+        ):
+            self._set_window(seg)
+            if self.snd_wnd and self.persist_at is not None:
+                self.persist_at = None
+                self.persist_backoff = 0
+        return self._after_ack_state(now)
+
+    def _after_ack_state(self, now: float) -> bool:
+        fin_acked = self.fin_sent and self.snd_una == self.snd_max
+        if self.state == FIN_WAIT_1 and fin_acked:
+            self.state = FIN_WAIT_2
+        elif self.state == CLOSING and fin_acked:
+            self._enter_time_wait(now)
+        elif self.state == LAST_ACK and fin_acked:
+            self._enter_closed(None)
+            return False
+        return True
+
+    def _ack_advanced(self, ack: Seq, seg: wtcp.TcpSegment, now: float) -> None:
+        acked = S.diff(ack, self.snd_una)
+        flight_before = S.diff(self.snd_max, self.snd_una)
+        syn_acked = self.snd_una == self.iss
+        data_acked = acked - (1 if syn_acked else 0)
+        if self.fin_sent and ack == self.snd_max:
+            data_acked -= 1  # our FIN
+        if data_acked > 0:
+            del self.sndbuf[:data_acked]
+            self.bytes_acked += data_acked
+        self.snd_una = ack
+        if S.lt(self.snd_nxt, ack):
+            self.snd_nxt = ack  # ACK for data sent before a timeout rewound snd_nxt
+        self.retransmits = 0
+        self.last_progress = now
+        self.rtt.reset_backoff()
+        rtt = self._rtt_sample(ack, seg, now)
+        if self.in_recovery:
+            if S.ge(ack, self.recover):
+                self.in_recovery = False  # RFC 6582 3.2 step 6: full acknowledgment
+                self.cc.on_recovery_exit(now)
+            else:
+                # RFC 6582 3.2 step 5: a partial ACK means the next hole is lost too.
+                self._retransmit_first(now)
+                self.counters.incr("partial_ack_retransmits")
+        elif not syn_acked:
+            self.cc.on_ack(max(acked, 0), rtt, now, flight_before)
+        self.dupacks = 0
+        # RFC 6298 5.2/5.3: stop the timer when all is acknowledged, else restart it.
+        if self.snd_una == self.snd_max:
+            self.rto_at = None
+        else:
+            self._arm_rto(now, restart=True)
+
+    def _rtt_sample(self, ack: Seq, seg: wtcp.TcpSegment, now: float) -> float | None:
+        ts = seg.options.timestamp
+        if self.ts_ok and ts is not None and ts[1]:
+            # RFC 7323 4.1: TSecr echoes our clock, so the sample is exact even for
+            # retransmissions.
+            elapsed_ms = (self._ts_now(now) - ts[1]) & 0xFFFFFFFF
+            if elapsed_ms < 0x7FFFFFFF:
+                sample = elapsed_ms / 1000.0
+                self.rtt.sample(sample)
+                return sample
+            return None
+        if self.rtt_seq is not None and S.ge(ack, self.rtt_seq):
+            # Karn's algorithm (RFC 6298 3): rtt_seq is cleared on retransmission.
+            sample = now - self.rtt_sent
+            self.rtt_seq = None
+            self.rtt.sample(sample)
+            return sample
+        return None
+
+    def _duplicate_ack(self, seg: wtcp.TcpSegment, now: float) -> None:
+        """RFC 5681 3.2 fast retransmit, RFC 6582 NewReno recovery."""
+        self.dupacks += 1
+        self.counters.incr("dupacks_received")
+        if self.in_recovery:
+            self._transmit(now)  # each dup ACK lets one more segment out (inflation)
+            return
+        if self.dupacks == 3 or (self.sack_ok and self.dupacks >= 3):
+            # RFC 6582 3.2 step 1: only when this loss is not of an older window.
+            if S.gt(self.snd_una, self.recover) or self.recover == self.iss:
+                flight = S.diff(self.snd_max, self.snd_una)
+                self.in_recovery = True
+                self.recover = self.snd_max
+                self.cc.on_loss(flight, now)
+                self.fast_retransmits += 1
+                self._retransmit_first(now)
+        elif self.dupacks < 3:
+            # RFC 3042 limited transmit: new data on the first two duplicate ACKs.
+            self._transmit(now, extra=self.dupacks * self.mss)
+
+    def _retransmit_first(self, now: float) -> None:
+        """Resend one segment from snd_una."""
+        length = min(self.mss, len(self.sndbuf))
+        if length <= 0:
+            if self.fin_sent:
+                self._emit(now, S.add(self.snd_max, -1), 0, wtcp.FIN | wtcp.ACK)
+            return
+        offset = self._buffer_offset(self.snd_una)
+        fin = self.fin_sent and offset + length == len(self.sndbuf)
+        payload = self.sndbuf[offset : offset + length]
+        self._emit(now, self.snd_una, 0, wtcp.ACK | (wtcp.FIN if fin else 0), payload)
+        self.retransmitted_segments += 1
+        self.rtt_seq = None
+        self._arm_rto(now, restart=True)
+
+    def _buffer_offset(self, at: Seq) -> int:
+        """Index into sndbuf of sequence number ``at``."""
+        base = S.add(self.snd_una, 1) if self.snd_una == self.iss else self.snd_una
+        return S.diff(at, base)
+
+    def _process_text(self, seg: wtcp.TcpSegment, now: float, skip_syn: bool = False) -> None:
+        """RFC 9293 3.10.7.4 "seventh" and "eighth": data and FIN."""
+        seg_seq = Seq(seg.seq)
+        payload = seg.payload
+        if seg.flags & wtcp.SYN:
+            seg_seq = S.add(seg_seq, 1)
+        has_fin = bool(seg.flags & wtcp.FIN)
+        if self.state not in RECEIVING:
+            if payload and self.state in (CLOSE_WAIT, CLOSING, LAST_ACK):
+                self.counters.incr("data_after_fin")
+            if has_fin and self.fin_received:
+                self._schedule_ack(now, immediate=True)  # a retransmitted FIN
+            return
+        if payload and self.receive_closed and S.gt(S.add(seg_seq, len(payload)), self.rcv.rcv_nxt):
+            # RFC 1122 4.2.2.13: new data after a full close is lost: tell the peer.
+            self.counters.incr("data_after_close_reset")
+            self._emit(now, self.snd_nxt, 0, wtcp.RST)
+            self._enter_closed(None)
+            return
+        if payload:
+            # Trim to the right edge of the window we offered.
+            room = S.diff(self.rcv_adv, seg_seq)
+            if room < len(payload):
+                payload = payload[: max(room, 0)]
+                has_fin = False
+                self.counters.incr("trimmed_beyond_window")
+            before = self.rcv.rcv_nxt
+            newly, out_of_order = self.rcv.add(seg_seq, payload)
+            self.bytes_received += newly
+            if out_of_order:
+                self.counters.incr("out_of_order_segments")
+                self._schedule_ack(now, immediate=True)  # RFC 5681 4.2: ack at once
+            elif newly == 0:
+                self.counters.incr("duplicate_segments")
+                self._schedule_ack(now, immediate=True)
+            else:
+                filled_hole = self.rcv.rcv_nxt != S.add(before, len(payload))
+                self.unacked_segments += 1
+                self._schedule_ack(
+                    now,
+                    immediate=filled_hole
+                    or self.unacked_segments >= 2
+                    or S.diff(self.rcv.rcv_nxt, self.last_ack_sent) >= 2 * self.local_mss,
+                )
+        if has_fin:
+            self.fin_seq = S.add(seg_seq, len(payload))
+        if self.fin_seq is not None and self.fin_seq == self.rcv.rcv_nxt and not self.fin_received:
+            self.fin_received = True
+            self.rcv.rcv_nxt = S.add(self.rcv.rcv_nxt, 1)
+            self.counters.incr("fin_received")
+            self._schedule_ack(now, immediate=True)
+            if self.state == ESTABLISHED:
+                self.state = CLOSE_WAIT
+            elif self.state == FIN_WAIT_1:
+                if self.fin_sent and self.snd_una == self.snd_max:
+                    self._enter_time_wait(now)
+                else:
+                    self.state = CLOSING  # simultaneous close (RFC 9293 figure 13)
+            elif self.state == FIN_WAIT_2:
+                self._enter_time_wait(now)
+
+    def _on_time_wait(self, seg: wtcp.TcpSegment, now: float) -> None:
+        """TIME-WAIT: re-ACK a retransmitted FIN and restart 2*MSL (RFC 9293 3.10.7.4)."""
+        if seg.flags & wtcp.RST:
+            self.counters.incr("rst_in_time_wait_ignored")  # RFC 1337
+            return
+        if seg.flags & wtcp.FIN:
+            self.time_wait_at = now + 2 * self.config.msl
+        self._schedule_ack(now, immediate=True)
+        self._send_ack(now)
+
+    def _challenge_ack(self, now: float) -> None:
+        if self._challenge_allowed(now):
+            self.counters.incr("challenge_acks")
+            self._schedule_ack(now, immediate=True)
+            self._transmit(now)
+        else:
+            self.counters.incr("challenge_acks_suppressed")
+
+    # ================================================================ output
+
+    def _ts_now(self, now: float) -> int:
+        return (int(now * 1000) + self.ts_offset) & 0xFFFFFFFF
+
+    def _advertise(self) -> int:
+        """The window field to send, with receiver SWS avoidance (RFC 9293 3.8.6.2.2).
+
+        The right edge only moves when the space freed reaches min(buffer/2, MSS), and
+        never moves left; the scaled field is rounded up so that scaling cannot shrink
+        what we offered (as Linux's tcp_select_window does).
+        """
+        rcv_nxt = self.rcv.rcv_nxt
+        shift = self.rcv_wscale
+        free = max(0, self.config.receive_buffer - len(self.rcv))
+        offered = max(0, S.diff(self.rcv_adv, rcv_nxt))
+        threshold = min(self.config.receive_buffer // 2, self.local_mss)
+        window = free if free - offered >= threshold else offered
+        field = min((window + (1 << shift) - 1) >> shift, 0xFFFF)
+        right = S.add(rcv_nxt, field << shift)
+        if S.gt(right, self.rcv_adv):
+            self.rcv_adv = right
+        return field
+
+    def _emit(
+        self,
+        now: float,
+        seq_no: Seq,
+        ack: int,
+        flags: int,
+        payload: bytes | bytearray | memoryview = b"",
+        *,
+        with_ack: bool = True,
+        syn_options: bool = False,
+    ) -> None:
+        if (with_ack and not flags & wtcp.RST) or flags & wtcp.ACK:
+            flags |= wtcp.ACK
+            ack = self.rcv.rcv_nxt
+            self.last_ack_sent = self.rcv.rcv_nxt
+            self.delack_at = None
+            self.ack_now = False
+            self.unacked_segments = 0
+        window = 0
+        if not flags & wtcp.RST:
+            window = (
+                min(self.config.receive_buffer, 0xFFFF) if flags & wtcp.SYN else (self._advertise())
+            )
+        options: dict[str, object] = {}
+        if syn_options:
+            options["mss"] = self.local_mss
+            if self.config.window_scaling and (
+                self.state == SYN_SENT or self.snd_wscale or self.rcv_wscale
+            ):
+                options["wscale"] = self.rcv_wscale
+            if self.config.sack and (self.state == SYN_SENT or self.sack_ok):
+                options["sack_permitted"] = True
+            if self.config.timestamps and (self.state == SYN_SENT or self.ts_ok):
+                options["timestamp"] = (self._ts_now(now), self.ts_recent)
+        elif self.ts_ok and not flags & wtcp.RST:
+            options["timestamp"] = (self._ts_now(now), self.ts_recent)
+        if self.sack_ok and flags & wtcp.ACK and not flags & wtcp.SYN and self.rcv.has_gaps:
+            room = 4 if not self.ts_ok else 3  # 40 option bytes: 3 blocks beside timestamps
+            options["sack_blocks"] = self.rcv.sack_blocks(room)
+        segment = wtcp.build(
+            self.local_ip,
+            self.remote_ip,
+            self.local_port,
+            self.remote_port,
+            seq_no,
+            ack,
+            flags,
+            window,
+            payload,
+            **options,  # type: ignore[arg-type]
+        )
+        self.out.append(segment)
+        self.segments_sent += 1
+        self.bytes_sent += len(payload)
+
+    def _send_syn(self, now: float, *, ack: bool) -> None:
+        flags = wtcp.SYN | (wtcp.ACK if ack else 0)
+        self._emit(now, self.iss, 0, flags, with_ack=ack, syn_options=True)
+
+    def _send_ack(self, now: float) -> None:
+        self._emit(now, self.snd_nxt, 0, wtcp.ACK)
+
+    def _schedule_ack(self, now: float, *, immediate: bool = False) -> None:
+        if immediate:
+            self.ack_now = True
+        elif self.delack_at is None:
+            self.delack_at = now + self.config.delayed_ack
+
+    def _maybe_window_update(self, now: float) -> None:
+        """After the application read: tell the peer when the window opened a lot."""
+        if self.state not in RECEIVING:
+            return
+        rcv_nxt = self.rcv.rcv_nxt
+        offered = max(0, S.diff(self.rcv_adv, rcv_nxt))
+        free = self.config.receive_buffer - len(self.rcv)
+        if free - offered >= max(2 * self.local_mss, self.config.receive_buffer // 4) or (
+            offered < self.local_mss <= free
+        ):
+            self.counters.incr("window_updates")
+            self.ack_now = True
+            self._transmit(now)
+
+    def flush(self, now: float) -> None:
+        """Send whatever is allowed now (after app calls that queued data or read)."""
+        self._transmit(now)
+
+    def _transmit(self, now: float, extra: int = 0) -> None:
+        """Send new data, FIN and pending ACKs as windows and Nagle allow."""
+        state = self.state
+        if state in (SYN_SENT, SYN_RECEIVED, CLOSED, LISTEN, TIME_WAIT):
+            if self.ack_now and state in (TIME_WAIT, SYN_RECEIVED):
+                self._emit(now, self.snd_nxt, 0, wtcp.ACK)
+            self.ack_now = False
+            return
+        sent_any = False
+        if state in SENDING | {FIN_WAIT_1, CLOSING, LAST_ACK}:
+            sent_any = self._send_data(now, extra)
+        if self.ack_now and not sent_any:
+            self._emit(now, self.snd_nxt, 0, wtcp.ACK)
+        self.ack_now = False
+
+    def _send_data(self, now: float, extra: int) -> bool:
+        sent = False
+        mss = self.mss
+        if self.snd_una == self.snd_max and now - self.last_send > self.rtt.rto:
+            # RFC 5681 4.1: restart the window after an idle period.
+            self.cc.on_idle_restart(now - self.last_send, self.rtt.rto, now)
+        while True:
+            offset = self._buffer_offset(self.snd_nxt)
+            unsent = len(self.sndbuf) - offset
+            flight = S.diff(self.snd_nxt, self.snd_una)
+            wnd = min(self.snd_wnd, self.cc.cwnd + extra)
+            usable = wnd - flight
+            fin_due = self.fin_queued and not (self.fin_sent and S.ge(self.snd_nxt, self.snd_max))
+            if unsent <= 0:
+                if fin_due and unsent == 0:  # a lone FIN, sent whatever the window
+                    self._emit(now, self.snd_nxt, 0, wtcp.FIN | wtcp.ACK)
+                    self._advance_nxt(1, now)
+                    self.fin_sent = True
+                    sent = True
+                break
+            if self.snd_wnd == 0 or usable <= 0:
+                if self.snd_wnd == 0 and flight == 0 and self.persist_at is None:
+                    self._arm_persist(now)
+                break
+            length = min(mss, unsent, usable)
+            if length < mss and length < unsent and length < self.max_snd_wnd // 2 and flight:
+                # The window allows only part of a segment: sender SWS avoidance
+                # (RFC 9293 3.8.6.2.1) waits unless that is half the largest window seen.
+                break
+            if length < mss and flight > 0 and not self.nodelay and not fin_due:
+                break  # Nagle (RFC 896, RFC 9293 3.7.4): one small segment in flight
+            last = length == unsent
+            fin = last and self.fin_queued
+            flags = wtcp.ACK | (wtcp.PSH if last else 0) | (wtcp.FIN if fin else 0)
+            payload = self.sndbuf[offset : offset + length]
+            retrans = S.lt(self.snd_nxt, self.snd_max)
+            if retrans:
+                self.retransmitted_segments += 1
+            elif self.rtt_seq is None and not self.ts_ok:
+                self.rtt_seq = S.add(self.snd_nxt, length)
+                self.rtt_sent = now
+            self._emit(now, self.snd_nxt, 0, flags, payload)
+            self._advance_nxt(length + (1 if fin else 0), now)
+            if fin:
+                self.fin_sent = True
+            sent = True
+        return sent
+
+    def _advance_nxt(self, n: int, now: float) -> None:
+        self.snd_nxt = S.add(self.snd_nxt, n)
+        if S.gt(self.snd_nxt, self.snd_max):
+            self.snd_max = self.snd_nxt
+        self.last_send = now
+        if self.rto_at is None:
+            self._arm_rto(now)
+        self.persist_at = None
+
+    # ================================================================ timers
+
+    def _arm_rto(self, now: float, restart: bool = False) -> None:
+        if restart or self.rto_at is None:
+            self.rto_at = now + self.rtt.rto
+
+    def _arm_persist(self, now: float) -> None:
+        # RFC 9293 3.8.6.1: probe a zero window with exponential backoff.
+        delay = min(self.rtt.rto * (1 << self.persist_backoff), self.config.persist_max)
+        self.persist_at = now + max(delay, self.config.rto.minimum)
+
+    def _arm_keepalive(self, now: float) -> None:
+        ka = self.config.keepalive
+        if ka is not None and self.state in SYNCHRONIZED and self.state != TIME_WAIT:
+            self.keepalive_at = now + (ka.idle if self.keepalive_probes == 0 else ka.interval)
+
+    def get_timer(self) -> float | None:
+        deadline = math.inf
+        for t in (
+            self.rto_at,
+            self.persist_at,
+            self.delack_at,
+            self.keepalive_at,
+            self.time_wait_at,
+        ):
+            if t is not None and t < deadline:
+                deadline = t
+        if self.ack_now:
+            return -math.inf
+        return None if deadline == math.inf else deadline
+
+    def handle_timer(self, now: float) -> None:
+        if self.time_wait_at is not None and now >= self.time_wait_at:
+            self.time_wait_at = None
+            self._enter_closed(None)
+            return
+        if self.rto_at is not None and now >= self.rto_at:
+            self.rto_at = None
+            self._on_rto(now)
+        if self.state == CLOSED:
+            return
+        if self.persist_at is not None and now >= self.persist_at:
+            self.persist_at = None
+            self._on_persist(now)
+        if self.delack_at is not None and now >= self.delack_at:
+            self.delack_at = None
+            self.ack_now = True
+        if self.keepalive_at is not None and now >= self.keepalive_at:
+            self.keepalive_at = None
+            self._on_keepalive(now)
+        if self.state != CLOSED:
+            self._transmit(now)
+
+    def _timed_out(self) -> OSError:
+        if self.soft_error is not None:
+            return self.soft_error
+        return TimeoutError(errno.ETIMEDOUT, "connection timed out")
+
+    def _on_rto(self, now: float) -> None:
+        cfg = self.config
+        self.timeouts += 1
+        self.retransmits += 1
+        self.counters.incr("rto_timeouts")
+        self.rtt.on_timeout()
+        if self.state == SYN_SENT:
+            if self.retransmits > cfg.syn_retries:
+                self._enter_closed(self._timed_out())
+                return
+            self._send_syn(now, ack=False)
+            self.retransmitted_segments += 1
+            self._arm_rto(now)
+            return
+        if self.state == SYN_RECEIVED:
+            if self.retransmits > cfg.synack_retries:
+                self._enter_closed(self._timed_out())
+                return
+            self._send_syn(now, ack=True)
+            self.retransmitted_segments += 1
+            self._arm_rto(now)
+            return
+        if self.retransmits > cfg.max_retransmits or (
+            cfg.user_timeout is not None and now - self.last_progress >= cfg.user_timeout
+        ):
+            self._enter_closed(self._timed_out())
+            return
+        # RFC 5681 3.1 / RFC 6298 5.4-5.6: collapse the window and go back to snd_una.
+        flight = S.diff(self.snd_max, self.snd_una)
+        self.cc.on_rto(flight, now)
+        self.in_recovery = False
+        self.recover = self.snd_max
+        self.dupacks = 0
+        self.rtt_seq = None
+        self.snd_nxt = self.snd_una
+        if self.fin_sent and len(self.sndbuf) == 0:
+            self.fin_sent = False  # resend the FIN itself
+        self._arm_rto(now, restart=True)
+        self._transmit(now)
+        if self.rto_at is None and S.lt(self.snd_una, self.snd_max):
+            self._arm_rto(now)
+
+    def _on_persist(self, now: float) -> None:
+        if self.snd_wnd != 0 or self._buffer_offset(self.snd_nxt) >= len(self.sndbuf):
+            self.persist_backoff = 0
+            return
+        # A zero-window probe as Linux sends it: an old sequence number with no data,
+        # which any receiver answers with an ACK carrying its current window.
+        self.zero_window_probes += 1
+        self.counters.incr("zero_window_probes")
+        self._emit(now, S.add(self.snd_una, -1), 0, wtcp.ACK)
+        self.persist_backoff = min(self.persist_backoff + 1, 16)
+        self._arm_persist(now)
+
+    def _on_keepalive(self, now: float) -> None:
+        ka = self.config.keepalive
+        if ka is None or self.state not in SYNCHRONIZED:
+            return
+        if self.keepalive_probes >= ka.count:
+            self._enter_closed(self._timed_out())
+            return
+        self.keepalive_probes += 1
+        self.counters.incr("keepalive_probes")
+        self._emit(now, S.add(self.snd_una, -1), 0, wtcp.ACK)
+        self.keepalive_at = now + ka.interval
+
+    # ================================================================ endings
+
+    def _enter_time_wait(self, now: float) -> None:
+        self.state = TIME_WAIT
+        self.rto_at = None
+        self.persist_at = None
+        self.keepalive_at = None
+        self.delack_at = None
+        self.time_wait_at = now + 2 * self.config.msl
+
+    def _enter_closed(self, error: OSError | None) -> None:
+        if error is not None and self.error is None:
+            self.error = error
+        self.state = CLOSED
+        self.rto_at = self.persist_at = self.delack_at = None
+        self.keepalive_at = self.time_wait_at = None
+        self.ack_now = False
+
+    def icmp_error(self, err: OSError, hard: bool, now: float) -> None:
+        """RFC 1122 4.2.3.9: hard errors abort an opening connection; soft ones are kept."""
+        if self.state in (SYN_SENT, SYN_RECEIVED) and hard:
+            self._enter_closed(err)
+        else:
+            self.soft_error = err
