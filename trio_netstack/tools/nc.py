@@ -1,10 +1,13 @@
 """``python -m trio_netstack.tools.nc``: netcat over the stack (netcat-openbsd-like).
 
+``nc HOST PORT`` connects over TCP, copies standard input to the peer
+(sending FIN when it ends) and the peer to standard output, and exits when the
+peer has closed. ``nc -l PORT`` accepts one connection and does the same.
 ``nc -u HOST PORT`` sends each chunk of standard input as a datagram and
 prints what comes back; ``nc -u -l PORT`` waits for the first datagram, takes
 its sender as the peer, then does the same. ``-w SECONDS`` ends the program
-after that long without traffic once standard input has ended. TCP mode arrives
-with the stack's TCP.
+after that long without traffic once standard input has ended (and bounds a
+TCP connect).
 """
 
 from __future__ import annotations
@@ -16,8 +19,9 @@ import sys
 import trio
 
 from .._runtime.stack import Stack
+from .._runtime.tcp_api import TcpStream, connect_tcp, open_tcp_listeners
 from .._runtime.udp import UdpSocket, open_udp_socket
-from ._cli import EXIT_USAGE, attach_options, cancel_on_signals, run, stack_from_args
+from ._cli import attach_options, cancel_on_signals, run, stack_from_args
 
 CHUNK = 65507
 
@@ -89,8 +93,53 @@ async def main_async(args: argparse.Namespace) -> int:
     async with stack_from_args(args) as stack:
         with idle.scope:
             async with cancel_on_signals(idle.scope):
-                await run_udp(stack, args, idle)
+                if args.udp:
+                    await run_udp(stack, args, idle)
+                else:
+                    await run_tcp(stack, args, idle)
     return 0
+
+
+async def tcp_session(stream: TcpStream, idle: Idle) -> None:
+    """stdin -> peer (FIN at EOF), peer -> stdout; done when the peer has closed."""
+
+    async def pump_out() -> None:
+        while data := await read_stdin():
+            await stream.send_all(data)
+            idle.touch()
+        await stream.send_eof()
+        idle.stdin_done = True
+        idle.touch()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(pump_out)
+        while data := await stream.receive_some():
+            write_stdout(data)
+            idle.touch()
+        nursery.cancel_scope.cancel()  # the peer closed: stop reading stdin
+
+
+async def run_tcp(stack: Stack, args: argparse.Namespace, idle: Idle) -> None:
+    if args.listen:
+        [listener] = await open_tcp_listeners(int(args.target[0]), stack=stack)
+        async with listener:
+            if args.verbose:  # the wording of netcat-openbsd's -v
+                host, port = listener.getsockname()
+                print(f"Listening on {host} {port}", file=sys.stderr, flush=True)
+            stream = await listener.accept()
+        if args.verbose:
+            host, port = stream.getpeername()
+            print(f"Connection received on {host} {port}", file=sys.stderr, flush=True)
+    else:
+        host, port = args.target[0], int(args.target[1])
+        with trio.fail_after(args.wait if args.wait is not None else 3600):
+            stream = await connect_tcp(host, port, local_port=args.source_port, stack=stack)
+        if args.verbose:
+            print(
+                f"Connection to {host} {port} port [tcp/*] succeeded!", file=sys.stderr, flush=True
+            )
+    async with stream:
+        await tcp_session(stream, idle)
 
 
 async def run_udp(stack: Stack, args: argparse.Namespace, idle: Idle) -> None:
@@ -119,9 +168,6 @@ def main(argv: list[str] | None = None) -> None:
         p.error("-l takes one PORT")
     if not args.listen and len(args.target) != 2:
         p.error("give HOST PORT")
-    if not args.udp:
-        print("nc: TCP mode needs the stack's TCP, which is not built yet; use -u", file=sys.stderr)
-        sys.exit(EXIT_USAGE)
     run("nc", lambda: main_async(args))
 
 

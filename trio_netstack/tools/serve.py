@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Awaitable, Callable
 
 import trio
 
 from .._runtime.stack import Stack
+from .._runtime.tcp_api import TcpListener, TcpStream, open_tcp_listeners
 from .._runtime.udp import UdpSocket, open_udp_socket
 from ._cli import attach_options, cancel_on_signals, run, stack_from_args
 
@@ -32,6 +34,15 @@ def parser() -> argparse.ArgumentParser:
         metavar="PORT",
         help="echo UDP datagrams on PORT back to their sender (repeatable)",
     )
+    for flag, what in (("--tcp-echo", "echo TCP streams"), ("--tcp-discard", "discard TCP data")):
+        p.add_argument(
+            flag,
+            type=int,
+            action="append",
+            default=[],
+            metavar="PORT",
+            help=f"{what} on PORT (repeatable)",
+        )
     attach_options(p)
     return p
 
@@ -57,12 +68,42 @@ async def udp_echo(sock: UdpSocket) -> None:
         await sock.send_to(data, peer)
 
 
+async def tcp_echo(stream: TcpStream) -> None:
+    """Seed 000's TCP echo: bytes go back as they come; FIN answers FIN."""
+    async with stream:
+        try:
+            while data := await stream.receive_some():
+                await stream.send_all(data)
+            await stream.send_eof()
+        except trio.BrokenResourceError:
+            pass  # the peer reset: nothing to do
+
+
+async def tcp_discard(stream: TcpStream) -> None:
+    """RFC 863: read everything, answer nothing."""
+    async with stream:
+        try:
+            while await stream.receive_some():
+                pass
+        except trio.BrokenResourceError:
+            pass
+
+
+Handler = Callable[[TcpStream], Awaitable[None]]
+
+
 async def main_async(args: argparse.Namespace) -> int:
     async with stack_from_args(args) as stack:
         device = args.tap or args.iface
         where = f" in netns {args.netns}" if args.netns else ""
         sockets = [open_udp_socket(local_port=port, stack=stack) for port in args.udp_echo]
+        tcp: list[tuple[TcpListener, Handler]] = []
+        for ports, service in ((args.tcp_echo, tcp_echo), (args.tcp_discard, tcp_discard)):
+            for port in ports:
+                tcp += [(lst, service) for lst in await open_tcp_listeners(port, stack=stack)]
         services = "".join(f", udp echo on {port}" for port in args.udp_echo)
+        services += "".join(f", tcp echo on {port}" for port in args.tcp_echo)
+        services += "".join(f", tcp discard on {port}" for port in args.tcp_discard)
         print(
             f"serving {', '.join(stack.addresses)} on {device}{where} "
             f"(mac {stack.mac_address}){services}; Ctrl-C to stop",
@@ -72,6 +113,8 @@ async def main_async(args: argparse.Namespace) -> int:
             async with cancel_on_signals(scope) as received, trio.open_nursery() as nursery:
                 for sock in sockets:
                     nursery.start_soon(udp_echo, sock)
+                for listener, handler in tcp:
+                    nursery.start_soon(trio.serve_listeners, handler, [listener])
                 await trio.sleep_forever()  # until a signal cancels the scope
         for sock in sockets:
             sock.close()
