@@ -245,7 +245,12 @@ class TcpConnection:
         if self.ts_ok:
             mss -= TS_OPTION_LEN
         self.mss = max(mss, 64)
-        self.cc.set_mss(self.mss)
+        if self.bytes_sent == 0:
+            # RFC 6928 / RFC 5681 3.1: the initial window is counted in the SMSS the
+            # handshake settled, not the 536 assumed before it.
+            self.cc = make_congestion_control(self.config.congestion, self.mss)
+        else:
+            self.cc.set_mss(self.mss)
 
     def path_mtu_changed(self, mtu: int, now: float) -> None:
         """RFC 1191 6.4: a smaller path MTU shrinks our segments; resend what was lost."""
