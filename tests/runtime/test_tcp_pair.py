@@ -91,3 +91,36 @@ async def test_stream_conformance(autojump_clock: trio.abc.Clock) -> None:
             return client, server
 
         await trio.testing.check_half_closeable_stream(pair, None)
+
+
+async def test_ssl_stream_conformance(autojump_clock: trio.abc.Clock) -> None:
+    """trio.SSLStream over our TCP streams passes Trio's own stream checks."""
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("stack.test").configure_cert(server_ctx)
+    client_ctx = ssl.create_default_context()
+    ca.configure_trust(client_ctx)
+
+    async with open_stack_pair() as (a, b):
+        port = [7000]
+
+        async def pair() -> tuple[
+            trio.SSLStream[trio_netstack.TcpStream], trio.SSLStream[trio_netstack.TcpStream]
+        ]:
+            port[0] += 1
+            [listener] = await trio_netstack.open_tcp_listeners(port[0], stack=b)
+            client_tcp = await trio_netstack.connect_tcp("192.0.2.2", port[0], stack=a)
+            server_tcp = await listener.accept()
+            await listener.aclose()
+            client = trio.SSLStream(client_tcp, client_ctx, server_hostname="stack.test")
+            server = trio.SSLStream(server_tcp, server_ctx, server_side=True)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(client.do_handshake)
+                nursery.start_soon(server.do_handshake)
+            return client, server
+
+        await trio.testing.check_two_way_stream(pair, None)

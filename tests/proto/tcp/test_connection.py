@@ -300,7 +300,7 @@ def test_out_of_order_is_acked_at_once_in_order_is_delayed() -> None:
 
 
 def test_nagle_holds_small_segments_until_acked() -> None:
-    a, b, wire = connected()
+    a, _b, wire = connected()
     a.app_send(b"a", 0.0)
     assert len(wire.take(a)) == 1
     a.app_send(b"b", 0.0)
@@ -440,7 +440,7 @@ def test_data_after_full_close_is_reset() -> None:
 
 
 def test_rst_in_window_but_not_exact_gets_challenge_ack() -> None:
-    a, b, wire = connected()
+    a, _b, wire = connected()
     rst = wtcp.build(B_IP, A_IP, B_PORT, A_PORT, (a.rcv.rcv_nxt + 100) & 0xFFFFFFFF, 0, wtcp.RST, 0)
     a.on_segment(parse(rst, B_IP, A_IP), 0.1)
     assert a.state == ESTABLISHED
@@ -452,14 +452,14 @@ def test_rst_in_window_but_not_exact_gets_challenge_ack() -> None:
 
 
 def test_rst_outside_window_ignored() -> None:
-    a, b, wire = connected()
+    a, _b, wire = connected()
     rst = wtcp.build(B_IP, A_IP, B_PORT, A_PORT, (a.rcv.rcv_nxt - 10) & 0xFFFFFFFF, 0, wtcp.RST, 0)
     a.on_segment(parse(rst, B_IP, A_IP), 0.1)
     assert a.state == ESTABLISHED and wire.take(a) == []
 
 
 def test_syn_in_established_gets_challenge_ack() -> None:
-    a, b, wire = connected()
+    a, _b, wire = connected()
     syn = wtcp.build(B_IP, A_IP, B_PORT, A_PORT, a.rcv.rcv_nxt, 0, wtcp.SYN, 1000)
     a.on_segment(parse(syn, B_IP, A_IP), 0.1)
     assert a.state == ESTABLISHED
@@ -491,7 +491,7 @@ def test_challenge_acks_are_rate_limited() -> None:
 
 
 def test_ack_of_unsent_data_is_dropped_with_an_ack() -> None:
-    a, b, wire = connected()
+    a, _b, _wire = connected()
     bogus = wtcp.build(
         B_IP,
         A_IP,
@@ -509,7 +509,7 @@ def test_ack_of_unsent_data_is_dropped_with_an_ack() -> None:
 
 
 def test_paws_rejects_old_timestamps() -> None:
-    a, b, wire = connected()
+    a, _b, _wire = connected()
     old_ts = (a.ts_recent - 1000) & 0xFFFFFFFF
     seg = wtcp.build(
         B_IP,
