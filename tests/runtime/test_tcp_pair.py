@@ -124,3 +124,63 @@ async def test_ssl_stream_conformance(autojump_clock: trio.abc.Clock) -> None:
             return client, server
 
         await trio.testing.check_two_way_stream(pair, None)
+
+
+async def pump(
+    a: trio_netstack.Stack, b: trio_netstack.Stack, size: int, port: int
+) -> tuple[bytes, bytes, trio_netstack.TcpStatistics]:
+    """Send ``size`` bytes each way at once; return the sha256 of what each side read."""
+    block = hashlib.sha256(b"block").digest() * 2048  # 64 KiB, not all zeros
+    expected = hashlib.sha256()
+    for _ in range(size // len(block)):
+        expected.update(block)
+    [listener] = await trio_netstack.open_tcp_listeners(port, stack=b)
+    digests: dict[str, bytes] = {}
+
+    async def send(stream: trio_netstack.TcpStream) -> None:
+        for _ in range(size // len(block)):
+            await stream.send_all(block)
+        await stream.send_eof()
+
+    async def receive(stream: trio_netstack.TcpStream, name: str) -> None:
+        h = hashlib.sha256()
+        while data := await stream.receive_some():
+            h.update(data)
+        digests[name] = h.digest()
+
+    async def side(stream: trio_netstack.TcpStream, name: str) -> None:
+        async with stream, trio.open_nursery() as nursery:
+            nursery.start_soon(send, stream)
+            nursery.start_soon(receive, stream, name)
+
+    async with trio.open_nursery() as nursery:
+        client = await trio_netstack.connect_tcp("192.0.2.2", port, stack=a)
+        server = await listener.accept()
+        stats_holder = client
+        nursery.start_soon(side, client, "a")
+        nursery.start_soon(side, server, "b")
+    await listener.aclose()
+    assert digests["a"] == expected.digest() and digests["b"] == expected.digest()
+    return digests["a"], digests["b"], stats_holder.statistics()
+
+
+async def test_100_megabytes_each_way(autojump_clock: trio.abc.Clock) -> None:
+    async with open_stack_pair() as (a, b):
+        await pump(a, b, 100 * 1024 * 1024, 5100)
+        assert a.statistics().tcp["tasks"] <= 2
+
+
+@pytest.mark.parametrize(
+    "impair",
+    [
+        "loss=0.01",
+        "loss=0.05",
+        "loss=0.10",
+        "loss=0.02,reorder=0.05,delay=1ms",
+        "loss=0.01,dup=0.05,corrupt=0.01",
+    ],
+)
+async def test_lossy_link_delivers_every_byte(autojump_clock: trio.abc.Clock, impair: str) -> None:
+    async with open_stack_pair(impair=impair, seed=3) as (a, b):
+        _, _, stats = await pump(a, b, 2 * 1024 * 1024, 5200)
+        assert stats.retransmitted_segments > 0

@@ -258,6 +258,27 @@ def test_set_mss(cls: type[NewReno] | type[Cubic]) -> None:
         cc.set_mss(0)
 
 
+@pytest.mark.parametrize("cls", ALGORITHMS)
+def test_set_mss_before_any_event_recomputes_the_initial_window(
+    cls: type[NewReno] | type[Cubic],
+) -> None:
+    cc = cls(536)  # made before the handshake, with the default MSS
+    assert cc.cwnd == 5360
+    cc.set_mss(1448)  # the negotiated MSS
+    assert cc.cwnd == 14480
+    cc.set_mss(1460)
+    assert cc.cwnd == 14600
+    cc.on_ack(1460, 0.05, 1.0, 14600)
+    cc.set_mss(1200)  # later (path MTU): bytes are kept
+    assert cc.cwnd == 16060
+    # A window the connection set itself (RFC 5681 3.1: one segment after a lost
+    # SYN) is not overridden either.
+    cc = cls(536)
+    cc.cwnd = 536
+    cc.set_mss(1460)
+    assert cc.cwnd == 1460
+
+
 def test_newreno_undo() -> None:
     cc = controller(NewReno, cwnd=40, ssthresh=30)
     prior = (cc.cwnd, cc.ssthresh)

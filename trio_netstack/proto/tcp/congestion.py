@@ -18,7 +18,8 @@ The connection owns loss detection and recovery; a controller owns two numbers,
 ``on_rto(in_flight, now)``
     The retransmission timer expired (``in_flight`` as at the expiry).
 ``on_idle_restart(idle, rto, now)``
-    About to send after ``idle`` seconds with nothing sent.
+    About to send after ``idle`` seconds with nothing sent; acts only when
+    ``idle > rto`` (CUBIC also leaves shorter pauses out of its clock).
 ``undo(prior_cwnd, prior_ssthresh)``
     The last reduction was spurious (RFC 5682 F-RTO, RFC 2883 D-SACK, RFC 3522
     Eifel); the arguments are the values saved before the reduction.
@@ -58,9 +59,15 @@ Rules chosen where the RFCs leave room
   window rather than dropping to it in one step.
 * ``set_mss`` keeps ``cwnd`` in bytes (a smaller MSS sends more, smaller
   segments at the same byte rate; a larger MSS does not inflate the window),
-  with floors of 1*MSS for cwnd and 2*MSS for ssthresh.
-* ``undo`` restores max(cwnd, prior_cwnd) and max(ssthresh, prior_ssthresh);
-  CUBIC restores its own state as RFC 9438 4.9.2 describes.
+  with floors of 1*MSS for cwnd and 2*MSS for ssthresh. The exception is an
+  untouched initial window (no event yet, cwnd still IW): it is recomputed for
+  the new MSS, so a controller made before the handshake settled the MSS
+  starts with the right RFC 6928 window.
+* ``undo`` restores max(cwnd, prior_cwnd) and max(ssthresh, prior_ssthresh)
+  (it never lowers either) and ends the episode. CUBIC does so only while cwnd
+  is below prior_cwnd, and then also restores W_max, K, the epoch, W_est and
+  cwnd_prior as saved at the reduction (RFC 9438 4.9.2); otherwise it keeps its
+  current state.
 
 CUBIC specifics (RFC 9438): window arithmetic is done in bytes, the cubic
 function in segments of the current MSS. The epoch (t = 0) is the first ACK of
@@ -114,6 +121,7 @@ class CongestionControl(abc.ABC):
     __slots__ = (
         "_cwnd_limited",
         "_flight_after_ack",
+        "_fresh",
         "_in_recovery",
         "_rto_backoff",
         "cwnd",
@@ -133,6 +141,7 @@ class CongestionControl(abc.ABC):
         self._cwnd_limited = False
         self._in_recovery = False  # on_loss called, recovery not exited
         self._rto_backoff = False  # on_rto called, no new ACK since
+        self._fresh = True  # no ACK, loss, timeout or undo seen yet
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} cwnd={self.cwnd} ssthresh={self.ssthresh} mss={self.mss}>"
@@ -179,10 +188,15 @@ class CongestionControl(abc.ABC):
     def set_mss(self, mss: int) -> None:
         """The sender's MSS changed (path MTU): keep cwnd in bytes, re-apply the floors."""
         _check_mss(mss)
+        if self._fresh and self.cwnd == self.initial_window:
+            # Nothing has been sent under the initial window yet (typically the MSS
+            # was just negotiated in the handshake): it follows the new SMSS
+            # (RFC 6928 2, RFC 5681 3.1).
+            self.cwnd = initial_window(mss)
         self.mss = mss
         self.cwnd = max(self.cwnd, mss)
         self.ssthresh = max(self.ssthresh, 2 * mss)
-        self._forget_flight()
+        self._flight_after_ack = None
 
     def undo(self, prior_cwnd: int, prior_ssthresh: int) -> None:
         """The last reduction was spurious (RFC 5682, RFC 2883, RFC 4015 response)."""
@@ -194,6 +208,7 @@ class CongestionControl(abc.ABC):
 
     def _forget_flight(self) -> None:
         self._flight_after_ack = None
+        self._fresh = False
 
     def _end_episode(self) -> None:
         self._in_recovery = False
@@ -202,6 +217,7 @@ class CongestionControl(abc.ABC):
 
     def _judge_cwnd_limited(self, acked: int, in_flight: int) -> bool:
         """Was the window what limited the sender?  (RFC 7661's idea; see the module docstring.)"""
+        self._fresh = False
         in_flight = max(in_flight, 0)
         previous = self._flight_after_ack
         if previous is None or in_flight > previous:
@@ -277,7 +293,7 @@ class NewReno(CongestionControl):
         self._reduce_for_loss(max(in_flight, 0) // 2)  # RFC 5681 eq. 4
 
     def on_rto(self, in_flight: int, now: float) -> None:
-        self._bytes_acked = 0  # RFC 3465 2.1
+        self._bytes_acked = 0
         self._reduce_for_rto(max(in_flight, 0) // 2)  # RFC 5681 3.1 eq. 4
 
     def on_idle_restart(self, idle: float, rto: float, now: float) -> None:

@@ -42,6 +42,7 @@ from . import seq as S
 from .congestion import CongestionControl, make_congestion_control
 from .rcvbuf import ReceiveQueue
 from .rtt import RtoConfig, RttEstimator
+from .sack import Scoreboard
 from .seq import Seq
 
 CLOSED = "CLOSED"
@@ -66,6 +67,7 @@ SENDING = frozenset({ESTABLISHED, CLOSE_WAIT})
 
 DEFAULT_MSS = 536  # RFC 9293 3.7.1: assumed when the peer sends no MSS option
 TS_OPTION_LEN = 12  # NOP NOP TS: what each segment spends on timestamps
+INVALID_ACK_INTERVAL = 0.5  # seconds between ACKs answering unacceptable segments
 PAWS_IDLE = 24 * 24 * 3600.0  # RFC 7323 5.5: ts_recent older than 24 days is invalid
 
 
@@ -168,6 +170,8 @@ class TcpConnection:
         self.dupacks = 0
         self.in_recovery = False
         self.recover = iss
+        self.sb = Scoreboard()  # what the peer SACKed (RFC 6675)
+        self.rexmit_high = iss  # holes below this were resent in this recovery
         self.retransmits = 0  # consecutive timeouts without progress
         self.rtt_seq: Seq | None = None  # Karn-timed segment when timestamps are off
         self.rtt_sent = 0.0
@@ -184,6 +188,7 @@ class TcpConnection:
         self.time_wait_at: float | None = None
         self.ack_now = False
         self.unacked_segments = 0
+        self.last_invalid_ack = -math.inf
         # --- totals for statistics()
         self.bytes_sent = 0
         self.bytes_acked = 0
@@ -398,14 +403,12 @@ class TcpConnection:
             tsval = seg.options.timestamp[0]
             if S.lt(Seq(tsval), Seq(self.ts_recent)) and now - self.ts_recent_at < PAWS_IDLE:
                 counters.incr("paws_rejected")
-                self._schedule_ack(now, immediate=True)
-                self._transmit(now)
+                self._ack_invalid(now)
                 return
         if not self._acceptable(seg):
             counters.incr("out_of_window")
             if not flags & wtcp.RST:
-                self._schedule_ack(now, immediate=True)
-                self._transmit(now)
+                self._ack_invalid(now)
             return
         if flags & wtcp.RST:
             # RFC 5961 3.2: reset only on an exact match, else a challenge ACK.
@@ -451,6 +454,17 @@ class TcpConnection:
         self._process_text(seg, now)
         self._transmit(now)
 
+    def _ack_invalid(self, now: float) -> None:
+        """RFC 9293 3.10.7.4: answer an unacceptable segment with an ACK, but at most
+        one per ``INVALID_ACK_INTERVAL`` (Linux's tcp_invalid_ratelimit), so that two
+        confused ends can never ping-pong ACKs forever."""
+        if now - self.last_invalid_ack < INVALID_ACK_INTERVAL:
+            self.counters.incr("invalid_acks_suppressed")
+            return
+        self.last_invalid_ack = now
+        self._schedule_ack(now, immediate=True)
+        self._transmit(now)
+
     def _update_ts_recent(self, seg: wtcp.TcpSegment, now: float) -> None:
         # RFC 7323 4.3: remember TSval of the segment that covers last_ack_sent.
         ts = seg.options.timestamp
@@ -476,6 +490,9 @@ class TcpConnection:
             self._challenge_ack(now)
             return False
         old_wnd = self.snd_wnd
+        if self.sack_ok and (seg.options.sack_blocks or self.sb):
+            una = ack if S.gt(ack, self.snd_una) else self.snd_una
+            self.sb.update(una, self.snd_max, seg.options.sack_blocks)
         if S.gt(ack, self.snd_una):
             self._ack_advanced(ack, seg, now)
         elif (
@@ -486,6 +503,14 @@ class TcpConnection:
             and (seg.window << self.snd_wscale) == old_wnd
         ):
             self._duplicate_ack(seg, now)
+        if (
+            self.sack_ok
+            and not self.in_recovery
+            and self.sb.sacked_bytes() >= 3 * self.mss
+            and S.lt(self.snd_una, self.snd_max)
+        ):
+            # RFC 6675 5 (IsLost): three segments' worth SACKed above snd_una.
+            self._enter_recovery(now)
         # Window update (RFC 9293 3.10.7.4): only from a segment not older than the last.
         if S.lt(self.snd_wl1, Seq(seg.seq)) or (
             self.snd_wl1 == Seq(seg.seq) and S.le(self.snd_wl2, ack)
@@ -528,6 +553,8 @@ class TcpConnection:
             if S.ge(ack, self.recover):
                 self.in_recovery = False  # RFC 6582 3.2 step 6: full acknowledgment
                 self.cc.on_recovery_exit(now)
+            elif self.sack_ok:
+                self._sack_recovery(now)  # RFC 6675 5 (C): keep filling holes
             else:
                 # RFC 6582 3.2 step 5: a partial ACK means the next hole is lost too.
                 self._retransmit_first(now)
@@ -565,24 +592,73 @@ class TcpConnection:
         self.dupacks += 1
         self.counters.incr("dupacks_received")
         if self.in_recovery:
-            self._transmit(now)  # each dup ACK lets one more segment out (inflation)
+            if self.sack_ok:
+                self._sack_recovery(now)
+            else:
+                self._transmit(now, extra=self.dupacks * self.mss)  # NewReno inflation
             return
-        if self.dupacks == 3 or (self.sack_ok and self.dupacks >= 3):
-            # RFC 6582 3.2 step 1: only when this loss is not of an older window.
-            if S.gt(self.snd_una, self.recover) or self.recover == self.iss:
-                flight = S.diff(self.snd_max, self.snd_una)
-                self.in_recovery = True
-                self.recover = self.snd_max
-                self.cc.on_loss(flight, now)
-                self.fast_retransmits += 1
-                self._retransmit_first(now)
-        elif self.dupacks < 3:
+        if self.dupacks >= 3:
+            self._enter_recovery(now)
+        else:
             # RFC 3042 limited transmit: new data on the first two duplicate ACKs.
             self._transmit(now, extra=self.dupacks * self.mss)
 
+    def _enter_recovery(self, now: float) -> None:
+        """Fast retransmit (RFC 5681 3.2) and recovery (RFC 6675 with SACK, else RFC 6582)."""
+        # RFC 6582 3.2 step 1: not for losses of a window we already recovered.
+        if not (S.gt(self.snd_una, self.recover) or self.recover == self.iss):
+            return
+        flight = S.diff(self.snd_max, self.snd_una)
+        self.in_recovery = True
+        self.recover = self.snd_max
+        self.rexmit_high = self.snd_una
+        self.cc.on_loss(flight, now)
+        self.fast_retransmits += 1
+        self.counters.incr("fast_recoveries")
+        # RFC 6675 5 (4.2): the first retransmission goes out whatever pipe says.
+        self._retransmit_first(now)
+        self.rexmit_high = S.add(self.snd_una, min(self._payload_room(), len(self.sndbuf)))
+        if self.sack_ok:
+            self._sack_recovery(now)
+
+    def _payload_room(self) -> int:
+        """Payload bytes per segment now: the MSS less any SACK option we will carry.
+
+        Like Linux's tcp_current_mss: SACK blocks share the 40 option bytes with the
+        timestamps, and a segment must still fit the path MTU.
+        """
+        if not (self.sack_ok and self.rcv.has_gaps):
+            return self.mss
+        blocks = min(self.rcv.range_count, 3 if self.ts_ok else 4)
+        return max(self.mss - 4 - 8 * blocks, 64)
+
+    def _pipe(self) -> int:
+        """RFC 6675 2 "pipe": bytes still in the network during recovery."""
+        outstanding = S.diff(self.snd_max, self.snd_una) - self.sb.sacked_bytes()
+        lost = self.sb.hole_bytes_from(S.max_seq(self.rexmit_high, self.snd_una))
+        return max(0, outstanding - lost)
+
+    def _sack_recovery(self, now: float) -> None:
+        """RFC 6675 5 NextSeg: resend holes below the highest SACK, then new data."""
+        while self._pipe() + self.mss <= self.cc.cwnd:
+            hole = self.sb.next_hole(S.max_seq(self.rexmit_high, self.snd_una))
+            if hole is None:
+                break
+            start, end = hole
+            length = min(self._payload_room(), S.diff(end, start))
+            offset = self._buffer_offset(start)
+            if length <= 0 or offset < 0 or offset >= len(self.sndbuf):
+                break
+            self._emit(now, start, 0, wtcp.ACK, self.sndbuf[offset : offset + length])
+            self.rexmit_high = S.add(start, length)
+            self.retransmitted_segments += 1
+            self.counters.incr("sack_retransmits")
+            self.rtt_seq = None
+        self._transmit(now)
+
     def _retransmit_first(self, now: float) -> None:
         """Resend one segment from snd_una."""
-        length = min(self.mss, len(self.sndbuf))
+        length = min(self._payload_room(), len(self.sndbuf))
         if length <= 0:
             if self.fin_sent:
                 self._emit(now, S.add(self.snd_max, -1), 0, wtcp.FIN | wtcp.ACK)
@@ -763,7 +839,7 @@ class TcpConnection:
         self._emit(now, self.iss, 0, flags, with_ack=ack, syn_options=True)
 
     def _send_ack(self, now: float) -> None:
-        self._emit(now, self.snd_nxt, 0, wtcp.ACK)
+        self._emit(now, self.snd_max, 0, wtcp.ACK)
 
     def _schedule_ack(self, now: float, *, immediate: bool = False) -> None:
         if immediate:
@@ -794,26 +870,30 @@ class TcpConnection:
         state = self.state
         if state in (SYN_SENT, SYN_RECEIVED, CLOSED, LISTEN, TIME_WAIT):
             if self.ack_now and state in (TIME_WAIT, SYN_RECEIVED):
-                self._emit(now, self.snd_nxt, 0, wtcp.ACK)
+                self._emit(now, self.snd_max, 0, wtcp.ACK)
             self.ack_now = False
             return
         sent_any = False
         if state in SENDING | {FIN_WAIT_1, CLOSING, LAST_ACK}:
             sent_any = self._send_data(now, extra)
         if self.ack_now and not sent_any:
-            self._emit(now, self.snd_nxt, 0, wtcp.ACK)
+            self._emit(now, self.snd_max, 0, wtcp.ACK)
         self.ack_now = False
 
     def _send_data(self, now: float, extra: int) -> bool:
         sent = False
-        mss = self.mss
+        mss = self._payload_room()
         if self.snd_una == self.snd_max and now - self.last_send > self.rtt.rto:
             # RFC 5681 4.1: restart the window after an idle period.
             self.cc.on_idle_restart(now - self.last_send, self.rtt.rto, now)
         while True:
             offset = self._buffer_offset(self.snd_nxt)
             unsent = len(self.sndbuf) - offset
-            flight = S.diff(self.snd_nxt, self.snd_una)
+            flight = (
+                self._pipe()
+                if self.in_recovery and self.sack_ok
+                else S.diff(self.snd_nxt, self.snd_una)
+            )
             wnd = min(self.snd_wnd, self.cc.cwnd + extra)
             usable = wnd - flight
             fin_due = self.fin_queued and not (self.fin_sent and S.ge(self.snd_nxt, self.snd_max))
@@ -949,6 +1029,7 @@ class TcpConnection:
         # RFC 5681 3.1 / RFC 6298 5.4-5.6: collapse the window and go back to snd_una.
         flight = S.diff(self.snd_max, self.snd_una)
         self.cc.on_rto(flight, now)
+        self.sb.clear()  # the receiver may renege (RFC 2018 8): resend it all
         self.in_recovery = False
         self.recover = self.snd_max
         self.dupacks = 0

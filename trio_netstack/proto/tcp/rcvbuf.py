@@ -118,3 +118,7 @@ class ReceiveQueue:
     @property
     def has_gaps(self) -> bool:
         return bool(self._ranges)
+
+    @property
+    def range_count(self) -> int:
+        return len(self._ranges)
