@@ -33,6 +33,7 @@ import os
 import shlex
 import shutil
 import subprocess
+import time
 from typing import Any
 
 import trio
@@ -245,6 +246,24 @@ class Lab:
                         f.write("1")
         except OSError as exc:
             raise LabError(f"cannot disable IPv6 in {self.netns!r}: {exc}") from exc
+
+    def wait_listening(self, port: int, *, udp: bool = False, timeout: float = 10.0) -> None:
+        """Block until a kernel socket in the lab listens on ``port`` (bounded poll).
+
+        Used before pointing the stack at a kernel server started with ``popen``: the
+        server's socket exists only once ``ss`` shows it.
+        """
+        deadline = time.monotonic() + timeout
+        flags = "-Hnul" if udp else "-Hntl"
+        while True:
+            if self.run("ss", flags, f"sport = :{port}", check=False).stdout.strip():
+                return
+            if time.monotonic() >= deadline:
+                raise LabError(
+                    f"nothing listens on {'UDP' if udp else 'TCP'} port {port} "
+                    f"in {self.netns!r} after {timeout} s"
+                )
+            time.sleep(0.02)
 
     def close(self) -> None:
         """Kill the processes this lab started and delete the namespace. Idempotent."""

@@ -11,20 +11,65 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
+from typing import TYPE_CHECKING
 
 import trio
 
 from .._runtime.ping import ping
 from .._runtime.stack import Stack, open_stack
+from .._runtime.tcp_api import open_tcp_stream, serve_tcp
+from .._runtime.udp import open_udp_socket
 from ..wire.addr import ip_to_str, mac_to_str
-from .serve import format_statistics
+from .serve import format_statistics, tcp_echo, udp_echo
+
+if TYPE_CHECKING:
+    from ..testing.lab import Lab
 
 
 def show_neighbours(stack: Stack) -> None:
     for n in stack.neighbours():
         mac = mac_to_str(n.mac) if n.mac else "(incomplete)"
         print(f"    {ip_to_str(n.ip)} is-at {mac} [{n.state}]")
+
+
+async def show_services(lab: Lab) -> bool:
+    """Seed 000's UDP and TCP scenarios, the kernel's nc against the stack and back."""
+    async with trio.open_nursery() as nursery:
+        udp = open_udp_socket(local_port=8888)
+        nursery.start_soon(udp_echo, udp)
+        await nursery.start(serve_tcp, tcp_echo, 8888)
+        print("\n== UDP echo on the stack: echo hello! | nc -u -w1 192.0.2.2 8888")
+        udp_run = await trio.to_thread.run_sync(
+            lambda: lab.run("nc", "-u", "-w1", lab.stack_ip, "8888", input=b"hello!\n", check=False)
+        )
+        print(f"   | {udp_run.stdout.decode().strip()}")
+        print("== TCP echo on the stack: printf 'echo!\\n' | nc -N 192.0.2.2 8888")
+        tcp_run = await trio.to_thread.run_sync(
+            lambda: lab.run("nc", "-N", "-w2", lab.stack_ip, "8888", input=b"echo!\n", check=False)
+        )
+        print(f"   | {tcp_run.stdout.decode().strip()}")
+        print("== the stack's TCP client to the kernel's nc -l 9999: sends hello!")
+        listener = lab.popen("nc", "-l", "-W", "1", "9999", stdout=subprocess.PIPE)
+        try:
+            got = b""
+            await trio.to_thread.run_sync(lab.wait_listening, 9999)
+            with trio.fail_after(10):
+                async with open_tcp_stream(lab.kernel_ip, 9999) as stream:
+                    await stream.send_all(b"hello!")
+                    await stream.send_eof()
+                    while await stream.receive_some():
+                        pass
+                got, _ = await trio.to_thread.run_sync(lambda: listener.communicate(timeout=5))
+        finally:
+            if listener.poll() is None:
+                listener.kill()
+                listener.wait(timeout=5)
+        print(f"   | kernel nc printed: {got.decode()}")
+        nursery.cancel_scope.cancel()
+    udp.close()
+    return udp_run.stdout == b"hello!\n" and tcp_run.stdout == b"echo!\n" and got == b"hello!"
 
 
 async def kernel_lab(count: int) -> int:
@@ -52,6 +97,7 @@ async def kernel_lab(count: int) -> int:
                     f"time={r.rtt * 1000:.3f} ms"
                 )
             print(f"   {answer.transmitted} sent, {answer.received} received")
+            services_ok = await show_services(lab)
             neigh = await trio.to_thread.run_sync(
                 lambda: lab.run("ip", "neigh", "show", "dev", lab.kernel_device, check=False)
             )
@@ -64,8 +110,8 @@ async def kernel_lab(count: int) -> int:
             for line in format_statistics(stack, everything=False):
                 print(line)
     print(f"\n== lab removed ({lab.netns})")
-    ok = kernel_ok and answer.received == count
-    print("RESULT: " + ("ok, both directions answered" if ok else "FAILED, see above"))
+    ok = kernel_ok and answer.received == count and services_ok
+    print("RESULT: " + ("ok, everything answered" if ok else "FAILED, see above"))
     return 0 if ok else 1
 
 
