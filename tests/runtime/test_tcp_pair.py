@@ -184,3 +184,33 @@ async def test_lossy_link_delivers_every_byte(autojump_clock: trio.abc.Clock, im
     async with open_stack_pair(impair=impair, seed=3) as (a, b):
         _, _, stats = await pump(a, b, 2 * 1024 * 1024, 5200)
         assert stats.retransmitted_segments > 0
+
+
+async def test_streams_fail_clearly_after_the_stack_closes(autojump_clock: trio.abc.Clock) -> None:
+    async with open_stack_pair() as (a, b):
+        [listener] = await trio_netstack.open_tcp_listeners(7100, stack=b)
+        stream = await trio_netstack.connect_tcp("192.0.2.2", 7100, stack=a)
+        await listener.accept()
+    with pytest.raises(trio.BrokenResourceError) as info:
+        await stream.receive_some()
+    assert "the stack was closed" in str(info.value.__cause__)
+
+
+async def test_backlog_overflow_and_reset_peer(autojump_clock: trio.abc.Clock) -> None:
+    async with open_stack_pair() as (a, b):
+        [listener] = await trio_netstack.open_tcp_listeners(7200, backlog=2, stack=b)
+        first = await trio_netstack.connect_tcp("192.0.2.2", 7200, stack=a)
+        second = await trio_netstack.connect_tcp("192.0.2.2", 7200, stack=a)
+        # The backlog is full (nobody accepted): a third SYN is dropped and retried.
+        with trio.move_on_after(2.5):
+            await trio_netstack.connect_tcp("192.0.2.2", 7200, stack=a)
+        assert b.statistics().tcp["listen_overflow"] >= 2
+        server = await listener.accept()
+        await server.aclose()  # nothing unread: a FIN
+        assert await first.receive_some() == b""
+        # Data for a fully closed socket is answered with RST (RFC 1122 4.2.2.13).
+        with pytest.raises(trio.BrokenResourceError) as info, trio.fail_after(5):
+            for _ in range(10000):  # each send yields; the RST arrives within a few rounds
+                await first.send_all(b"after close")
+        assert isinstance(info.value.__cause__, ConnectionResetError)
+        await second.aclose()

@@ -225,7 +225,8 @@ class TcpLayer:
         finally:
             self.handles.pop(conn, None)
             if conn.state not in (CLOSED, TIME_WAIT):
-                conn.app_abort(trio.current_time())  # the stack is shutting down
+                # The stack is shutting down: streams still held fail clearly.
+                conn.app_abort(trio.current_time(), OSError(errno.ENETDOWN, "the stack was closed"))
                 self.demux.remove(conn)
             handle.finished.set()
             handle.lot.unpark_all()

@@ -292,7 +292,9 @@ class TcpConnection:
             data = self.rcv.read(max_bytes)
             self._maybe_window_update(now)
             return data
-        if self.fin_received or (self.state in (CLOSED, TIME_WAIT) and self.error is None):
+        if self.error is not None:
+            return None  # the caller raises the error
+        if self.fin_received or self.state in (CLOSED, TIME_WAIT):
             return b""
         return None
 
@@ -321,11 +323,11 @@ class TcpConnection:
             self.state = LAST_ACK
         self._transmit(now)
 
-    def app_abort(self, now: float) -> None:
-        """Reset the connection (RFC 9293 3.10.5 ABORT)."""
+    def app_abort(self, now: float, error: OSError | None = None) -> None:
+        """Reset the connection (RFC 9293 3.10.5 ABORT); ``error`` is what users see."""
         if self.state in SYNCHRONIZED | {SYN_RECEIVED} and self.state != TIME_WAIT:
             self._emit(now, self.snd_nxt, 0, wtcp.RST)
-        self._enter_closed(None)
+        self._enter_closed(error)
 
     # ================================================================ input
 
