@@ -5,7 +5,6 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -38,17 +37,6 @@ def stop(proc: subprocess.Popen[bytes]) -> tuple[bytes, bytes]:
             proc.wait(timeout=10)
 
 
-def wait_kernel_udp_bound(lab: Lab, port: int) -> None:
-    """Poll (bounded) until a kernel process in the lab has bound UDP ``port``."""
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        out = lab.run("ss", "-Hnul", f"sport = :{port}", check=False).stdout
-        if out.strip():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"the kernel never bound UDP port {port}")
-
-
 def test_serve_udp_echo_with_kernel_nc(tap_lab: Lab) -> None:
     proc = start_tool("serve", *attach(tap_lab), "--udp-echo", "8888", "--udp-echo", "7")
     try:
@@ -69,7 +57,7 @@ def test_serve_udp_echo_with_kernel_nc(tap_lab: Lab) -> None:
 def test_stack_nc_to_kernel_nc_listener(tap_lab: Lab) -> None:
     listener = tap_lab.popen("nc", "-u", "-l", "-W", "1", "8888", stdout=subprocess.PIPE)
     try:
-        wait_kernel_udp_bound(tap_lab, 8888)
+        tap_lab.wait_listening(8888, udp=True)
         done = subprocess.run(
             [
                 sys.executable,

@@ -24,3 +24,5 @@ class StackConfig:
     layer_queue: int = 256
     #: echo replies buffered per open pinger before they are dropped
     pinger_queue: int = 256
+    #: seconds open_stack() lets TCP finish closing (FINs sent and acknowledged) on exit
+    shutdown_linger: float = 1.0

@@ -534,6 +534,11 @@ async def open_stack(
                 failure = exc
             finally:
                 _current.reset(token)
+                # Like a host shutting down: let TCP send the FINs the application
+                # asked for (bounded by shutdown_linger), then stop every task.
+                with trio.CancelScope(shield=True) as linger:
+                    linger.deadline = trio.current_time() + stack.config.shutdown_linger
+                    await stack.tcp.shutdown()
                 stack._closed = True
                 nursery.cancel_scope.cancel()
         if failure is not None:

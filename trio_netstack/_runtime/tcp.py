@@ -33,7 +33,16 @@ import trio
 
 from ..proto.icmp import IcmpErrorReport, error_to_errno
 from ..proto.ipv4 import Delivery, OutDatagram
-from ..proto.tcp.connection import CLOSED, ESTABLISHED, SYN_RECEIVED, TIME_WAIT, TcpConnection
+from ..proto.tcp.connection import (
+    CLOSE_WAIT,
+    CLOSED,
+    ESTABLISHED,
+    FIN_WAIT_2,
+    SYN_RECEIVED,
+    SYN_SENT,
+    TIME_WAIT,
+    TcpConnection,
+)
 from ..proto.tcp.demux import Listener, TcpDemux
 from ..proto.tcp.isn import IsnGenerator
 from ..wire import icmp as wicmp
@@ -138,6 +147,31 @@ class TcpLayer:
                         for src, dst, seg in out
                     ]
                 )
+
+    async def shutdown(self) -> None:
+        """Close every connection as a host going down does, and wait for the FINs.
+
+        Streams still open are closed (FIN); half-open and unaccepted connections are
+        reset. Returns once every connection is closed, in TIME_WAIT or in FIN_WAIT_2
+        (our FIN acknowledged); the caller bounds the wait.
+        """
+        now = trio.current_time()
+        for handle in list(self.handles.values()):
+            conn = handle.conn
+            if conn.state in (SYN_SENT, SYN_RECEIVED) or handle.listener is not None:
+                conn.app_abort(now, OSError(errno.ENETDOWN, "the stack was closed"))
+            elif conn.state in (ESTABLISHED, CLOSE_WAIT):
+                conn.app_close(now, full=True)
+            handle.kick()
+        while True:
+            pending = [
+                h
+                for h in self.handles.values()
+                if h.conn.state not in (CLOSED, TIME_WAIT, FIN_WAIT_2)
+            ]
+            if not pending:
+                return
+            await pending[0].wait_change()
 
     def _icmp_error(self, report: IcmpErrorReport, now: float) -> None:
         original = report.original

@@ -55,6 +55,12 @@ _PACKET_AUXDATA = 8
 _PACKET_IGNORE_OUTGOING = 23
 _PACKET_MR_PROMISC = 1
 _PACKET_OUTGOING = 4
+_PACKET_STATISTICS = 6
+_SO_RCVBUFFORCE = 33
+#: Receive buffer asked for (as root, beyond net.core.rmem_max): frames the kernel
+#: queues for us while the stack is busy; the default of ~200 KiB overflows under bulk TCP.
+RECEIVE_BUFFER = 8 * 1024 * 1024
+_STATS = struct.Struct("=II")  # struct tpacket_stats: packets, drops (reset on read)
 _TP_STATUS_CSUMNOTREADY = 1 << 3
 _TP_STATUS_VLAN_VALID = 1 << 4
 _TP_STATUS_VLAN_TPID_VALID = 1 << 6
@@ -159,6 +165,12 @@ class PacketLink(Link):
                     ) from exc
                 raise trio.BrokenResourceError(f"reading {self.name!r}: {exc}") from exc
         stats = self.stats
+        # Frames the kernel dropped because our socket queue was full: count them too
+        # (PACKET_STATISTICS resets on every read, so this is the delta).
+        with contextlib.suppress(OSError):
+            dropped += _STATS.unpack(
+                self._sock.getsockopt(_SOL_PACKET, _PACKET_STATISTICS, _STATS.size)
+            )[1]
         stats.rx_dropped += dropped
         if frames:
             stats.rx_frames += len(frames)
@@ -249,6 +261,8 @@ def open_packet(
     try:
         sock.setblocking(False)
         sock.setsockopt(_SOL_PACKET, _PACKET_AUXDATA, 1)
+        with contextlib.suppress(OSError):  # needs CAP_NET_ADMIN; the default works too
+            sock.setsockopt(socket.SOL_SOCKET, _SO_RCVBUFFORCE, RECEIVE_BUFFER)
         # Older kernels lack this option; the pkttype check in _drain does the job.
         with contextlib.suppress(OSError):
             sock.setsockopt(_SOL_PACKET, _PACKET_IGNORE_OUTGOING, 1)
