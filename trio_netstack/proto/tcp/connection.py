@@ -40,6 +40,7 @@ from ...wire import tcp as wtcp
 from ..counters import Counters
 from . import seq as S
 from .congestion import CongestionControl, make_congestion_control
+from .rack import Rack
 from .rcvbuf import ReceiveQueue
 from .rtt import RtoConfig, RttEstimator
 from .sack import Scoreboard
@@ -68,7 +69,9 @@ SENDING = frozenset({ESTABLISHED, CLOSE_WAIT})
 DEFAULT_MSS = 536  # RFC 9293 3.7.1: assumed when the peer sends no MSS option
 TS_OPTION_LEN = 12  # NOP NOP TS: what each segment spends on timestamps
 INVALID_ACK_INTERVAL = 0.5  # seconds between ACKs answering unacceptable segments
-PAWS_IDLE = 24 * 24 * 3600.0  # RFC 7323 5.5: ts_recent older than 24 days is invalid
+PAWS_IDLE = 24 * 24 * 3600.0
+WORST_DELAYED_ACK = 0.2  # RFC 8985 7.2 WCDelAckT
+MIN_PTO = 0.01  # Linux's floor: a probe never beats a LAN's ACK clock  # RFC 7323 5.5: ts_recent older than 24 days is invalid
 
 
 @attrs.frozen
@@ -171,7 +174,13 @@ class TcpConnection:
         self.in_recovery = False
         self.recover = iss
         self.sb = Scoreboard()  # what the peer SACKed (RFC 6675)
+        self._last_sack_blocks: tuple[tuple[int, int], ...] = ()
         self.rexmit_high = iss  # holes below this were resent in this recovery
+        self.rack = Rack()  # RFC 8985, used when SACK is on
+        self.rack_timer_at: float | None = None  # RACK reordering timer
+        self.pto_at: float | None = None  # tail loss probe timer (RFC 8985 7)
+        self.tlp_end: Seq | None = None  # snd_max when the outstanding probe went out
+        self.tlp_probes = 0
         self.retransmits = 0  # consecutive timeouts without progress
         self.rtt_seq: Seq | None = None  # Karn-timed segment when timestamps are off
         self.rtt_sent = 0.0
@@ -492,6 +501,7 @@ class TcpConnection:
             self._challenge_ack(now)
             return False
         old_wnd = self.snd_wnd
+        self._last_sack_blocks = seg.options.sack_blocks
         if self.sack_ok and (seg.options.sack_blocks or self.sb):
             una = ack if S.gt(ack, self.snd_una) else self.snd_una
             self.sb.update(una, self.snd_max, seg.options.sack_blocks)
@@ -513,6 +523,8 @@ class TcpConnection:
         ):
             # RFC 6675 5 (IsLost): three segments' worth SACKed above snd_una.
             self._enter_recovery(now)
+        if self.sack_ok:
+            self._rack_after_ack(ack, now)
         # Window update (RFC 9293 3.10.7.4): only from a segment not older than the last.
         if S.lt(self.snd_wl1, Seq(seg.seq)) or (
             self.snd_wl1 == Seq(seg.seq) and S.le(self.snd_wl2, ack)
@@ -579,6 +591,7 @@ class TcpConnection:
             if elapsed_ms < 0x7FFFFFFF:
                 sample = elapsed_ms / 1000.0
                 self.rtt.sample(sample)
+                self.rack.sample_rtt(sample)
                 return sample
             return None
         if self.rtt_seq is not None and S.ge(ack, self.rtt_seq):
@@ -586,6 +599,7 @@ class TcpConnection:
             sample = now - self.rtt_sent
             self.rtt_seq = None
             self.rtt.sample(sample)
+            self.rack.sample_rtt(sample)
             return sample
         return None
 
@@ -617,11 +631,81 @@ class TcpConnection:
         self.cc.on_loss(flight, now)
         self.fast_retransmits += 1
         self.counters.incr("fast_recoveries")
-        # RFC 6675 5 (4.2): the first retransmission goes out whatever pipe says.
-        self._retransmit_first(now)
-        self.rexmit_high = S.add(self.snd_una, min(self._payload_room(), len(self.sndbuf)))
+        self.pto_at = None
         if self.sack_ok:
-            self._sack_recovery(now)
+            if self.rack.first_lost() is None and self.rack.segments:
+                # Duplicate ACKs alone (RFC 6675 IsLost): the first segment is lost.
+                self.rack.mark_lost(self.rack.segments[0])
+            self._sack_recovery(now, force=True)
+        else:
+            # RFC 5681 3.2 step 2: retransmit the first unacknowledged segment.
+            self._retransmit_first(now)
+
+    def _rack_after_ack(self, ack: Seq, now: float) -> None:
+        """RFC 8985 6.2-6.3 and 7: update RACK, detect losses, re-arm the probe timer."""
+        rack = self.rack
+        rack.on_ack(self.snd_una, self._last_sack_blocks, now)
+        if self.tlp_end is not None and S.ge(ack, self.tlp_end):
+            self.tlp_end = None  # the probe (or what it probed for) was acknowledged
+        self.rack_timer_at = rack.detect_loss(now, self.in_recovery)
+        if rack.first_lost() is not None:
+            if not self.in_recovery:
+                self._enter_recovery(now)
+            else:
+                self._sack_recovery(now)
+        if S.lt(self.snd_una, self.snd_max) and not self.in_recovery:
+            self._arm_pto(now)
+        elif self.snd_una == self.snd_max:
+            self.pto_at = None
+
+    def _arm_pto(self, now: float) -> None:
+        """RFC 8985 7.2: a probe timeout of two SRTTs (plus the worst delayed ACK when a
+        single segment is out), never later than the RTO."""
+        if (
+            self.in_recovery
+            or self.tlp_end is not None
+            or self.state not in (ESTABLISHED, CLOSE_WAIT, FIN_WAIT_1, LAST_ACK, CLOSING)
+        ):
+            return
+        flight = S.diff(self.snd_max, self.snd_una)
+        if flight <= 0:
+            return
+        srtt = self.rtt.srtt
+        pto = 2 * srtt if srtt is not None else 1.0
+        if flight <= self.mss:
+            pto += WORST_DELAYED_ACK
+        pto = max(pto, MIN_PTO)
+        deadline = now + pto
+        if self.rto_at is not None and deadline >= self.rto_at:
+            self.pto_at = None  # the RTO comes first anyway
+            return
+        self.pto_at = deadline
+
+    def _on_pto(self, now: float) -> None:
+        """RFC 8985 7.3: send one new segment if possible, else resend the last one."""
+        if self.in_recovery or self.snd_una == self.snd_max:
+            return
+        self.tlp_probes += 1
+        self.counters.incr("tlp_probes")
+        sent = False
+        offset = self._buffer_offset(self.snd_nxt)
+        if len(self.sndbuf) - offset > 0 and self.snd_wnd > S.diff(self.snd_nxt, self.snd_una):
+            sent = self._send_data(now, self.mss, limit=1)
+        if not sent:
+            last = self.rack.last()
+            if last is not None:
+                offset = self._buffer_offset(last.start)
+                length = min(last.length, self._payload_room(), len(self.sndbuf) - offset)
+                if length > 0 and offset >= 0:
+                    self._emit(now, last.start, 0, wtcp.ACK, self.sndbuf[offset : offset + length])
+                    self.rack.on_send(last.start, S.add(last.start, length), now)
+                    self.retransmitted_segments += 1
+                    sent = True
+            if not sent:
+                self._retransmit_first(now)  # e.g. only our FIN is outstanding
+        self.tlp_end = self.snd_max
+        self.pto_at = None
+        self._arm_rto(now, restart=True)
 
     def _payload_room(self) -> int:
         """Payload bytes per segment now: the MSS less any SACK option we will carry.
@@ -636,26 +720,33 @@ class TcpConnection:
 
     def _pipe(self) -> int:
         """RFC 6675 2 "pipe": bytes still in the network during recovery."""
+        if self.sack_ok:
+            return self.rack.pipe()
         outstanding = S.diff(self.snd_max, self.snd_una) - self.sb.sacked_bytes()
         lost = self.sb.hole_bytes_from(S.max_seq(self.rexmit_high, self.snd_una))
         return max(0, outstanding - lost)
 
-    def _sack_recovery(self, now: float) -> None:
-        """RFC 6675 5 NextSeg: resend holes below the highest SACK, then new data."""
-        while self._pipe() + self.mss <= self.cc.cwnd:
-            hole = self.sb.next_hole(S.max_seq(self.rexmit_high, self.snd_una))
-            if hole is None:
+    def _sack_recovery(self, now: float, force: bool = False) -> None:
+        """RFC 6675 5 with RACK's losses (RFC 8985 6.3): resend the lost segments, as
+        "pipe" allows, then new data. ``force`` sends the first one regardless
+        (RFC 6675 5 step 4.2)."""
+        while force or self._pipe() + self.mss <= self.cc.cwnd:
+            seg = self.rack.first_lost()
+            if seg is None:
                 break
-            start, end = hole
-            length = min(self._payload_room(), S.diff(end, start))
-            offset = self._buffer_offset(start)
-            if length <= 0 or offset < 0 or offset >= len(self.sndbuf):
+            offset = self._buffer_offset(seg.start)
+            length = min(seg.length, self._payload_room(), len(self.sndbuf) - offset)
+            if length <= 0 or offset < 0:
+                self.rack.clear()  # the record disagrees with the buffer: start afresh
                 break
-            self._emit(now, start, 0, wtcp.ACK, self.sndbuf[offset : offset + length])
-            self.rexmit_high = S.add(start, length)
+            self._emit(now, seg.start, 0, wtcp.ACK, self.sndbuf[offset : offset + length])
+            self.rack.on_send(seg.start, S.add(seg.start, length), now)
             self.retransmitted_segments += 1
             self.counters.incr("sack_retransmits")
             self.rtt_seq = None
+            force = False
+            if self.rto_at is None:
+                self._arm_rto(now)
         self._transmit(now)
 
     def _retransmit_first(self, now: float) -> None:
@@ -882,7 +973,7 @@ class TcpConnection:
             self._emit(now, self.snd_max, 0, wtcp.ACK)
         self.ack_now = False
 
-    def _send_data(self, now: float, extra: int) -> bool:
+    def _send_data(self, now: float, extra: int, limit: int | None = None) -> bool:
         sent = False
         mss = self._payload_room()
         if self.snd_una == self.snd_max and now - self.last_send > self.rtt.rto:
@@ -928,10 +1019,18 @@ class TcpConnection:
                 self.rtt_seq = S.add(self.snd_nxt, length)
                 self.rtt_sent = now
             self._emit(now, self.snd_nxt, 0, flags, payload)
+            if self.sack_ok:
+                self.rack.on_send(self.snd_nxt, S.add(self.snd_nxt, length), now)
             self._advance_nxt(length + (1 if fin else 0), now)
             if fin:
                 self.fin_sent = True
             sent = True
+            if limit is not None:
+                limit -= 1
+                if limit <= 0:
+                    break
+        if sent and self.sack_ok:
+            self._arm_pto(now)
         return sent
 
     def _advance_nxt(self, n: int, now: float) -> None:
@@ -967,6 +1066,8 @@ class TcpConnection:
             self.delack_at,
             self.keepalive_at,
             self.time_wait_at,
+            self.rack_timer_at,
+            self.pto_at,
         ):
             if t is not None and t < deadline:
                 deadline = t
@@ -984,6 +1085,16 @@ class TcpConnection:
             self._on_rto(now)
         if self.state == CLOSED:
             return
+        if self.rack_timer_at is not None and now >= self.rack_timer_at:
+            self.rack_timer_at = self.rack.detect_loss(now, self.in_recovery)
+            if self.rack.first_lost() is not None:
+                if self.in_recovery:
+                    self._sack_recovery(now)
+                else:
+                    self._enter_recovery(now)
+        if self.pto_at is not None and now >= self.pto_at:
+            self.pto_at = None
+            self._on_pto(now)
         if self.persist_at is not None and now >= self.persist_at:
             self.persist_at = None
             self._on_persist(now)
@@ -1032,6 +1143,10 @@ class TcpConnection:
         flight = S.diff(self.snd_max, self.snd_una)
         self.cc.on_rto(flight, now)
         self.sb.clear()  # the receiver may renege (RFC 2018 8): resend it all
+        self.rack.clear()
+        self.rack_timer_at = None
+        self.pto_at = None
+        self.tlp_end = None
         self.in_recovery = False
         self.recover = self.snd_max
         self.dupacks = 0
@@ -1083,6 +1198,7 @@ class TcpConnection:
             self.error = error
         self.state = CLOSED
         self.rto_at = self.persist_at = self.delack_at = None
+        self.rack_timer_at = self.pto_at = None
         self.keepalive_at = self.time_wait_at = None
         self.ack_now = False
 

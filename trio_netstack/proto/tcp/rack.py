@@ -1,0 +1,203 @@
+"""RACK: time-based loss detection (RFC 8985 6), the record of what was sent when.
+
+Every data segment sent is recorded with its transmission time. When the
+receiver acknowledges or SACKs a segment, RACK remembers the most recently
+*sent* segment known delivered; any segment sent before it that is still
+missing after an extra reordering window (a quarter of the minimum RTT, or zero
+once recovery is under way and no reordering was seen) is deemed lost. So loss
+is decided by time rather than by counting duplicate ACKs, which copes with
+reordering and with lost retransmissions (RFC 8985 2).
+
+The record list is ordered by sequence number; its length is bounded by the
+data in flight (one entry per segment).
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections import deque
+
+import attrs
+
+from . import seq as S
+from .seq import Seq
+
+
+@attrs.define(slots=True)
+class SentSegment:
+    start: Seq
+    end: Seq
+    xmit_ts: float
+    order: int  # transmission count: orders sends even within one clock tick
+    retransmitted: bool = False
+    sacked: bool = False
+    lost: bool = False
+
+    @property
+    def length(self) -> int:
+        return S.diff(self.end, self.start)
+
+
+class Rack:
+    """RACK state and the sent-segment record, with running byte totals so that
+    "pipe" and "is anything lost" cost O(1) per ACK on the loss-free path."""
+
+    def __init__(self) -> None:
+        self.segments: deque[SentSegment] = deque()
+        self.xmit_ts = -math.inf  # RACK.xmit_ts: send time of the newest delivered segment
+        self.end_seq: Seq | None = None  # RACK.end_seq
+        # RFC 8985 orders transmissions by (xmit_ts, end_seq); a counter does the same
+        # without ties when the clock has not moved between two sends.
+        self.order = -1  # transmission order of that segment
+        self._sent = 0
+        self.rtt = 0.0  # RACK.rtt: the RTT of that segment
+        self.min_rtt = math.inf
+        self.fack: Seq | None = None  # highest sequence delivered (acked or SACKed)
+        self.reordering_seen = False
+        self.lost_marked = 0
+        self._total = 0  # bytes in the record
+        self._sacked = 0
+        self._lost = 0  # lost and not yet sent again
+
+    def clear(self) -> None:
+        """After a retransmission timeout everything is sent again from snd_una."""
+        self.segments.clear()
+        self._total = self._sacked = self._lost = 0
+
+    # --- sending -----------------------------------------------------------------------
+
+    def on_send(self, start: Seq, end: Seq, now: float) -> None:
+        """Record a transmission of [start, end): new data, or a retransmission."""
+        segs = self.segments
+        self._sent += 1
+        if not segs or S.ge(start, segs[-1].end):
+            segs.append(SentSegment(start, end, now, self._sent))
+            self._total += S.diff(end, start)
+            return
+        touched = False
+        for seg in segs:
+            if S.ge(seg.start, end):
+                break
+            if S.lt(start, seg.end):
+                seg.xmit_ts = now
+                seg.order = self._sent
+                seg.retransmitted = True
+                if seg.lost:
+                    seg.lost = False
+                    self._lost -= seg.length
+                touched = True
+        if not touched:  # resent after the record was cleared (timeout): keep order
+            index = next((i for i, s in enumerate(segs) if S.gt(s.start, start)), len(segs))
+            segs.insert(index, SentSegment(start, end, now, self._sent, retransmitted=True))
+            self._total += S.diff(end, start)
+
+    # --- acknowledgments -----------------------------------------------------------------
+
+    def on_ack(self, snd_una: Seq, blocks: tuple[tuple[int, int], ...], now: float) -> None:
+        """RFC 8985 6.2 steps 1-3: update RACK from segments newly delivered, by the
+        cumulative ACK or by this ACK's SACK ``blocks``."""
+        delivered: list[SentSegment] = []
+        segs = self.segments
+        while segs and S.le(segs[0].end, snd_una):
+            seg = segs.popleft()
+            self._forget(seg)
+            if not seg.sacked:
+                delivered.append(seg)
+        if blocks and segs:
+            base = segs[0].start
+            starts = [S.diff(seg.start, base) for seg in segs] if len(blocks) else []
+            for raw_start, raw_end in blocks:
+                left = S.diff(Seq(raw_start), base)
+                right = S.diff(Seq(raw_end), base)
+                i = bisect.bisect_left(starts, left)
+                while i < len(starts) and starts[i] < right:
+                    seg = segs[i]
+                    if not seg.sacked and starts[i] + seg.length <= right:
+                        seg.sacked = True
+                        self._sacked += seg.length
+                        if seg.lost:
+                            seg.lost = False
+                            self._lost -= seg.length
+                        delivered.append(seg)
+                    i += 1
+        for seg in delivered:
+            rtt = now - seg.xmit_ts
+            # Step 2: an ACK for the original transmission of a retransmitted segment
+            # (sooner than any RTT we ever saw) says nothing about the retransmission.
+            if seg.retransmitted and rtt < self.min_rtt:
+                continue
+            if self.fack is not None and S.lt(seg.end, self.fack) and not seg.retransmitted:
+                self.reordering_seen = True  # step 3: delivered below what was delivered
+            if self.fack is None or S.gt(seg.end, self.fack):
+                self.fack = seg.end
+            if seg.order > self.order:
+                self.order = seg.order
+                self.xmit_ts = seg.xmit_ts
+                self.end_seq = seg.end
+                self.rtt = rtt
+
+    def _forget(self, seg: SentSegment) -> None:
+        self._total -= seg.length
+        if seg.sacked:
+            self._sacked -= seg.length
+        if seg.lost:
+            self._lost -= seg.length
+
+    def sample_rtt(self, rtt: float) -> None:
+        if rtt >= 0:
+            self.min_rtt = min(self.min_rtt, rtt)
+
+    # --- loss detection -------------------------------------------------------------------
+
+    def reo_wnd(self, in_recovery: bool) -> float:
+        """RFC 8985 6.2 step 4 (without the DSACK-driven growth)."""
+        if not self.reordering_seen and in_recovery:
+            return 0.0
+        if self.min_rtt == math.inf:
+            return 0.0
+        return self.min_rtt / 4
+
+    def detect_loss(self, now: float, in_recovery: bool) -> float | None:
+        """RFC 8985 6.2 step 5: mark lost segments; return when to look again (or None)."""
+        if self.end_seq is None:
+            return None
+        reo_wnd = self.reo_wnd(in_recovery)
+        wait = math.inf
+        for seg in self.segments:
+            if seg.sacked or seg.lost:
+                continue
+            if seg.order >= self.order:  # sent after (or is) the newest delivered one
+                if not seg.retransmitted:
+                    break  # first transmissions go out in sequence order: none left
+                continue
+            remaining = seg.xmit_ts + self.rtt + reo_wnd - now
+            if remaining <= 0:
+                seg.lost = True
+                self._lost += seg.length
+                self.lost_marked += 1
+            else:
+                wait = min(wait, remaining)
+        return None if wait == math.inf else now + wait
+
+    def mark_lost(self, seg: SentSegment) -> None:
+        if not seg.lost and not seg.sacked:
+            seg.lost = True
+            self._lost += seg.length
+
+    # --- queries ---------------------------------------------------------------------------
+
+    def first_lost(self) -> SentSegment | None:
+        if self._lost <= 0:
+            return None
+        for seg in self.segments:
+            if seg.lost and not seg.sacked:
+                return seg
+        return None
+
+    def pipe(self) -> int:
+        """RFC 6675 "pipe" with RACK's view: not SACKed and not (lost and unrepaired)."""
+        return self._total - self._sacked - self._lost
+
+    def last(self) -> SentSegment | None:
+        return self.segments[-1] if self.segments else None
