@@ -69,9 +69,9 @@ SENDING = frozenset({ESTABLISHED, CLOSE_WAIT})
 DEFAULT_MSS = 536  # RFC 9293 3.7.1: assumed when the peer sends no MSS option
 TS_OPTION_LEN = 12  # NOP NOP TS: what each segment spends on timestamps
 INVALID_ACK_INTERVAL = 0.5  # seconds between ACKs answering unacceptable segments
-PAWS_IDLE = 24 * 24 * 3600.0
+PAWS_IDLE = 24 * 24 * 3600.0  # RFC 7323 5.5: ts_recent older than 24 days is invalid
 WORST_DELAYED_ACK = 0.2  # RFC 8985 7.2 WCDelAckT
-MIN_PTO = 0.01  # Linux's floor: a probe never beats a LAN's ACK clock  # RFC 7323 5.5: ts_recent older than 24 days is invalid
+MIN_PTO = 0.01  # Linux's floor: a probe never beats a LAN's ACK clock
 
 
 @attrs.frozen
