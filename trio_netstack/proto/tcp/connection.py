@@ -621,21 +621,28 @@ class TcpConnection:
 
     def _enter_recovery(self, now: float) -> None:
         """Fast retransmit (RFC 5681 3.2) and recovery (RFC 6675 with SACK, else RFC 6582)."""
-        # RFC 6582 3.2 step 1: not for losses of a window we already recovered.
-        if not (S.gt(self.snd_una, self.recover) or self.recover == self.iss):
+        # RFC 6582 3.2 step 1: a loss in a window already recovered does not lower the
+        # congestion window again. Without SACK, its duplicate ACKs are not trusted
+        # either; with RACK the loss is certain, so it is repaired all the same.
+        new_episode = S.gt(self.snd_una, self.recover) or self.recover == self.iss
+        if not new_episode and not self.sack_ok:
             return
         flight = S.diff(self.snd_max, self.snd_una)
         self.in_recovery = True
         self.recover = self.snd_max
         self.rexmit_high = self.snd_una
-        self.cc.on_loss(flight, now)
+        if new_episode:
+            self.cc.on_loss(flight, now)
+            self.counters.incr("fast_recoveries")
+        else:
+            self.counters.incr("recoveries_same_window")
         self.fast_retransmits += 1
-        self.counters.incr("fast_recoveries")
         self.pto_at = None
         if self.sack_ok:
-            if self.rack.first_lost() is None and self.rack.segments:
+            first = self.rack.first()
+            if self.rack.first_lost() is None and first is not None:
                 # Duplicate ACKs alone (RFC 6675 IsLost): the first segment is lost.
-                self.rack.mark_lost(self.rack.segments[0])
+                self.rack.mark_lost(first)
             self._sack_recovery(now, force=True)
         else:
             # RFC 5681 3.2 step 2: retransmit the first unacknowledged segment.
@@ -661,8 +668,11 @@ class TcpConnection:
     def _arm_pto(self, now: float) -> None:
         """RFC 8985 7.2: a probe timeout of two SRTTs (plus the worst delayed ACK when a
         single segment is out), never later than the RTO."""
+        # Not after a timeout until new data is acknowledged (RFC 8985 7.2: no probes in
+        # loss recovery; Linux probes only in its Open state).
         if (
             self.in_recovery
+            or self.retransmits
             or self.tlp_end is not None
             or self.state not in (ESTABLISHED, CLOSE_WAIT, FIN_WAIT_1, LAST_ACK, CLOSING)
         ):
@@ -1034,6 +1044,9 @@ class TcpConnection:
         return sent
 
     def _advance_nxt(self, n: int, now: float) -> None:
+        if self.snd_una == self.snd_max:
+            # The user timeout (RFC 5482) counts from when data became outstanding.
+            self.last_progress = now
         self.snd_nxt = S.add(self.snd_nxt, n)
         if S.gt(self.snd_nxt, self.snd_max):
             self.snd_max = self.snd_nxt
@@ -1046,7 +1059,13 @@ class TcpConnection:
 
     def _arm_rto(self, now: float, restart: bool = False) -> None:
         if restart or self.rto_at is None:
-            self.rto_at = now + self.rtt.rto
+            deadline = now + self.rtt.rto
+            limit = self.config.user_timeout
+            if limit is not None and S.lt(self.snd_una, self.snd_max):
+                # Fail at the user timeout itself, not at the next backed-off RTO after
+                # it (Linux's tcp_clamp_rto_to_user_timeout).
+                deadline = min(deadline, self.last_progress + limit)
+            self.rto_at = deadline
 
     def _arm_persist(self, now: float) -> None:
         # RFC 9293 3.8.6.1: probe a zero window with exponential backoff.
@@ -1135,7 +1154,7 @@ class TcpConnection:
             self._arm_rto(now)
             return
         if self.retransmits > cfg.max_retransmits or (
-            cfg.user_timeout is not None and now - self.last_progress >= cfg.user_timeout
+            cfg.user_timeout is not None and now >= self.last_progress + cfg.user_timeout
         ):
             self._enter_closed(self._timed_out())
             return

@@ -15,8 +15,8 @@ data in flight (one entry per segment).
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
-from collections import deque
 
 import attrs
 
@@ -44,7 +44,8 @@ class Rack:
     "pipe" and "is anything lost" cost O(1) per ACK on the loss-free path."""
 
     def __init__(self) -> None:
-        self.segments: deque[SentSegment] = deque()
+        self._segs: list[SentSegment] = []  # entries before _head are acknowledged
+        self._head = 0
         self.xmit_ts = -math.inf  # RACK.xmit_ts: send time of the newest delivered segment
         self.end_seq: Seq | None = None  # RACK.end_seq
         # RFC 8985 orders transmissions by (xmit_ts, end_seq); a counter does the same
@@ -60,23 +61,36 @@ class Rack:
         self._sacked = 0
         self._lost = 0  # lost and not yet sent again
 
+    @property
+    def segments(self) -> list[SentSegment]:
+        """The outstanding segments in sequence order (a copy-free view for queries)."""
+        if self._head:
+            del self._segs[: self._head]
+            self._head = 0
+        return self._segs
+
+    def first(self) -> SentSegment | None:
+        return self._segs[self._head] if self._head < len(self._segs) else None
+
     def clear(self) -> None:
         """After a retransmission timeout everything is sent again from snd_una."""
-        self.segments.clear()
+        self._segs = []
+        self._head = 0
         self._total = self._sacked = self._lost = 0
 
     # --- sending -----------------------------------------------------------------------
 
     def on_send(self, start: Seq, end: Seq, now: float) -> None:
         """Record a transmission of [start, end): new data, or a retransmission."""
-        segs = self.segments
+        segs = self._segs
         self._sent += 1
-        if not segs or S.ge(start, segs[-1].end):
+        if self._head >= len(segs) or S.ge(start, segs[-1].end):
             segs.append(SentSegment(start, end, now, self._sent))
             self._total += S.diff(end, start)
             return
+        segs = self.segments  # compacted, so indexes below are plain
         touched = False
-        for seg in segs:
+        for seg in segs[self._find(start, segs) :]:
             if S.ge(seg.start, end):
                 break
             if S.lt(start, seg.end):
@@ -98,22 +112,26 @@ class Rack:
         """RFC 8985 6.2 steps 1-3: update RACK from segments newly delivered, by the
         cumulative ACK or by this ACK's SACK ``blocks``."""
         delivered: list[SentSegment] = []
-        segs = self.segments
-        while segs and S.le(segs[0].end, snd_una):
-            seg = segs.popleft()
+        segs = self._segs
+        head = self._head
+        while head < len(segs) and S.le(segs[head].end, snd_una):
+            seg = segs[head]
+            head += 1
             self._forget(seg)
             if not seg.sacked:
                 delivered.append(seg)
-        if blocks and segs:
-            base = segs[0].start
-            starts = [S.diff(seg.start, base) for seg in segs] if len(blocks) else []
+        self._head = head
+        if head > 1024 and head > len(segs) // 2:
+            del segs[:head]  # compact now and then: amortised O(1) per segment
+            self._head = head = 0
+        if blocks and head < len(segs):
+            base = segs[head].start
             for raw_start, raw_end in blocks:
-                left = S.diff(Seq(raw_start), base)
                 right = S.diff(Seq(raw_end), base)
-                i = bisect.bisect_left(starts, left)
-                while i < len(starts) and starts[i] < right:
+                i = self._find(Seq(raw_start), segs)
+                while i < len(segs) and S.diff(segs[i].start, base) < right:
                     seg = segs[i]
-                    if not seg.sacked and starts[i] + seg.length <= right:
+                    if not seg.sacked and S.diff(seg.end, base) <= right:
                         seg.sacked = True
                         self._sacked += seg.length
                         if seg.lost:
@@ -136,6 +154,15 @@ class Rack:
                 self.xmit_ts = seg.xmit_ts
                 self.end_seq = seg.end
                 self.rtt = rtt
+
+    def _find(self, at: Seq, segs: list[SentSegment]) -> int:
+        """Index of the first outstanding segment that ends after ``at`` (binary search)."""
+        head = self._head if segs is self._segs else 0
+        if head >= len(segs):
+            return head
+        base = segs[head].start
+        target = S.diff(at, base)
+        return bisect.bisect_right(segs, target, lo=head, key=lambda s: S.diff(s.end, base))
 
     def _forget(self, seg: SentSegment) -> None:
         self._total -= seg.length
@@ -164,7 +191,7 @@ class Rack:
             return None
         reo_wnd = self.reo_wnd(in_recovery)
         wait = math.inf
-        for seg in self.segments:
+        for seg in itertools.islice(self._segs, self._head, None):
             if seg.sacked or seg.lost:
                 continue
             if seg.order >= self.order:  # sent after (or is) the newest delivered one
@@ -190,7 +217,7 @@ class Rack:
     def first_lost(self) -> SentSegment | None:
         if self._lost <= 0:
             return None
-        for seg in self.segments:
+        for seg in itertools.islice(self._segs, self._head, None):
             if seg.lost and not seg.sacked:
                 return seg
         return None
@@ -200,4 +227,4 @@ class Rack:
         return self._total - self._sacked - self._lost
 
     def last(self) -> SentSegment | None:
-        return self.segments[-1] if self.segments else None
+        return self._segs[-1] if self._head < len(self._segs) else None
