@@ -214,3 +214,13 @@ async def test_backlog_overflow_and_reset_peer(autojump_clock: trio.abc.Clock) -
                 await first.send_all(b"after close")
         assert isinstance(info.value.__cause__, ConnectionResetError)
         await second.aclose()
+
+
+async def test_stack_wide_tcp_totals(autojump_clock: trio.abc.Clock) -> None:
+    async with open_stack_pair(impair="loss=0.05", seed=9) as (a, b):
+        _, _, stats = await pump(a, b, 1024 * 1024, 7300)
+        totals = a.statistics().tcp
+        # The connection ended: its counts live on in the stack's totals.
+        assert totals["retransmitted_segments"] >= stats.retransmitted_segments > 0
+        assert totals["bytes_received"] == 1024 * 1024
+        assert totals["fast_retransmits"] + totals["rto_timeouts"] > 0

@@ -163,6 +163,7 @@ class Stack:
             tcp=_frozen(
                 {
                     **self.tcp.demux.counters,
+                    **self.tcp.totals(),
                     "connections": len(self.tcp.demux.connections),  # gauges
                     "time_wait": len(self.tcp.demux.time_wait),
                     "tasks": len(self.tcp.handles),

@@ -99,6 +99,15 @@ class TcpLayer:
         )
         self.handles: dict[TcpConnection, ConnectionHandle] = {}
         self._nursery: trio.Nursery | None = None
+        self._finished_totals: dict[str, int] = {}  # totals of connections that ended
+
+    def totals(self) -> dict[str, int]:
+        """Stack-wide sums of the per-connection counters (ended and live connections)."""
+        result = dict(self._finished_totals)
+        for conn in self.handles:
+            for name, value in connection_totals(conn).items():
+                result[name] = result.get(name, 0) + value
+        return result
 
     # --- the layer task ----------------------------------------------------------------
 
@@ -257,6 +266,8 @@ class TcpLayer:
                     self.demux.remove(conn)
                     return
         finally:
+            for name, value in connection_totals(conn).items():
+                self._finished_totals[name] = self._finished_totals.get(name, 0) + value
             self.handles.pop(conn, None)
             if conn.state not in (CLOSED, TIME_WAIT):
                 # The stack is shutting down: streams still held fail clearly.
@@ -278,6 +289,24 @@ class TcpLayer:
         hard = report.type == wicmp.DEST_UNREACHABLE
         conn.icmp_error(exc_type(code, os.strerror(code)), hard, now)
         self.demux.counters.incr("icmp_errors")
+
+
+def connection_totals(conn: TcpConnection) -> dict[str, int]:
+    """The per-connection counts that are summed stack-wide in ``statistics().tcp``."""
+    return {
+        "segments_sent": conn.segments_sent,
+        "segments_received": conn.segments_received,
+        "bytes_sent": conn.bytes_sent,
+        "bytes_received": conn.bytes_received,
+        "retransmitted_segments": conn.retransmitted_segments,
+        "rto_timeouts": conn.timeouts,
+        "fast_retransmits": conn.fast_retransmits,
+        "tlp_probes": conn.tlp_probes,
+        "dupacks_received": conn.counters.get("dupacks_received", 0),
+        "dsacks_received": conn.sb.dsacks,  # RFC 2883: spurious retransmissions seen
+        "zero_window_probes": conn.zero_window_probes,
+        "challenge_acks": conn.counters.get("challenge_acks", 0),
+    }
 
 
 @attrs.frozen
@@ -304,6 +333,8 @@ class TcpStatistics:
     fast_retransmits: int
     timeouts: int
     zero_window_probes: int
+    tlp_probes: int
+    dsacks_received: int
     send_buffered: int
     receive_buffered: int
     window_scale: tuple[int, int]  # (ours, theirs)
@@ -337,6 +368,8 @@ def connection_statistics(conn: TcpConnection) -> TcpStatistics:
         fast_retransmits=conn.fast_retransmits,
         timeouts=conn.timeouts,
         zero_window_probes=conn.zero_window_probes,
+        tlp_probes=conn.tlp_probes,
+        dsacks_received=conn.sb.dsacks,
         send_buffered=len(conn.sndbuf),
         receive_buffered=len(conn.rcv),
         window_scale=(conn.rcv_wscale, conn.snd_wscale),
