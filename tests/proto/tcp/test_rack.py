@@ -6,10 +6,17 @@ import pytest
 
 from trio_netstack.proto.tcp.connection import TcpConfig, TcpConnection
 from trio_netstack.proto.tcp.rack import Rack
+from trio_netstack.proto.tcp.sack import Scoreboard
 from trio_netstack.proto.tcp.seq import Seq
 from trio_netstack.wire import tcp as wtcp
 
 A_IP, B_IP = 0xC0000201, 0xC0000202
+
+
+def sack(sb: Scoreboard, start: int, end: int) -> Scoreboard:
+    """The scoreboard after the peer reported [start, end) SACKed."""
+    sb.update(Seq(1000), Seq(100000), ((start, end),))
+    return sb
 
 
 def seg(n: int) -> tuple[Seq, Seq]:
@@ -18,11 +25,12 @@ def seg(n: int) -> tuple[Seq, Seq]:
 
 def test_older_segments_lost_after_reordering_window() -> None:
     rack = Rack()
+    sb = Scoreboard()
     rack.sample_rtt(8.0)  # min RTT 8 -> reordering window 2 (RFC 8985 6.2 step 4)
     for n, t in enumerate((0.0, 1.0, 2.0)):
         rack.on_send(*seg(n), t)
     # Segment 2 (sent at t=2) is SACKed at t=10: RACK.rtt = 8.
-    rack.on_ack(Seq(1000), ((1200, 1300),), 10.0)
+    rack.on_ack(Seq(1000), sack(sb, 1200, 1300), 10.0)
     assert rack.xmit_ts == 2.0 and rack.rtt == 8.0
     deadline = rack.detect_loss(10.0, in_recovery=False)
     segs = list(rack.segments)
@@ -45,19 +53,21 @@ def test_reordering_window_zero_in_recovery_until_reordering_seen() -> None:
 
 def test_reordering_detected_when_older_segment_delivered_late() -> None:
     rack = Rack()
+    sb = Scoreboard()
     for n in range(3):
         rack.on_send(*seg(n), 0.0)
-    rack.on_ack(Seq(1000), ((1200, 1300),), 1.0)
+    rack.on_ack(Seq(1000), sack(sb, 1200, 1300), 1.0)
     assert not rack.reordering_seen
-    rack.on_ack(Seq(1000), ((1100, 1300),), 1.1)  # seg 1 arrives after seg 2
+    rack.on_ack(Seq(1000), sack(sb, 1100, 1300), 1.1)  # seg 1 arrives after seg 2
     assert rack.reordering_seen
 
 
 def test_retransmission_is_not_lost_while_newer_than_delivered() -> None:
     rack = Rack()
+    sb = Scoreboard()
     rack.on_send(*seg(0), 0.0)
     rack.on_send(*seg(1), 0.0)
-    rack.on_ack(Seq(1000), ((1100, 1200),), 1.0)
+    rack.on_ack(Seq(1000), sack(sb, 1100, 1200), 1.0)
     rack.detect_loss(1.0, in_recovery=True)
     assert rack.first_lost() is not None
     rack.on_send(*seg(0), 1.0)  # the retransmission, after the delivered segment

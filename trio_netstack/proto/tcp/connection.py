@@ -174,7 +174,6 @@ class TcpConnection:
         self.in_recovery = False
         self.recover = iss
         self.sb = Scoreboard()  # what the peer SACKed (RFC 6675)
-        self._last_sack_blocks: tuple[tuple[int, int], ...] = ()
         self.rexmit_high = iss  # holes below this were resent in this recovery
         self.rack = Rack()  # RFC 8985, used when SACK is on
         self.rack_timer_at: float | None = None  # RACK reordering timer
@@ -501,7 +500,7 @@ class TcpConnection:
             self._challenge_ack(now)
             return False
         old_wnd = self.snd_wnd
-        self._last_sack_blocks = seg.options.sack_blocks
+        self.sb.newly = []
         if self.sack_ok and (seg.options.sack_blocks or self.sb):
             una = ack if S.gt(ack, self.snd_una) else self.snd_una
             self.sb.update(una, self.snd_max, seg.options.sack_blocks)
@@ -651,7 +650,7 @@ class TcpConnection:
     def _rack_after_ack(self, ack: Seq, now: float) -> None:
         """RFC 8985 6.2-6.3 and 7: update RACK, detect losses, re-arm the probe timer."""
         rack = self.rack
-        rack.on_ack(self.snd_una, self._last_sack_blocks, now)
+        rack.on_ack(self.snd_una, self.sb, now)
         if self.tlp_end is not None and S.ge(ack, self.tlp_end):
             self.tlp_end = None  # the probe (or what it probed for) was acknowledged
         self.rack_timer_at = rack.detect_loss(now, self.in_recovery)

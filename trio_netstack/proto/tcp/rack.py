@@ -21,6 +21,7 @@ import math
 import attrs
 
 from . import seq as S
+from .sack import Scoreboard
 from .seq import Seq
 
 
@@ -108,9 +109,10 @@ class Rack:
 
     # --- acknowledgments -----------------------------------------------------------------
 
-    def on_ack(self, snd_una: Seq, blocks: tuple[tuple[int, int], ...], now: float) -> None:
+    def on_ack(self, snd_una: Seq, sb: Scoreboard, now: float) -> None:
         """RFC 8985 6.2 steps 1-3: update RACK from segments newly delivered, by the
-        cumulative ACK or by this ACK's SACK ``blocks``."""
+        cumulative ACK or by the ranges the scoreboard's last update newly SACKed (so an
+        ACK costs what it changed, not what is outstanding)."""
         delivered: list[SentSegment] = []
         segs = self._segs
         head = self._head
@@ -124,14 +126,14 @@ class Rack:
         if head > 1024 and head > len(segs) // 2:
             del segs[:head]  # compact now and then: amortised O(1) per segment
             self._head = head = 0
-        if blocks and head < len(segs):
+        if sb.newly and head < len(segs):
             base = segs[head].start
-            for raw_start, raw_end in blocks:
-                right = S.diff(Seq(raw_end), base)
-                i = self._find(Seq(raw_start), segs)
+            for new_start, new_end in sb.newly:
+                right = S.diff(new_end, base)
+                i = self._find(new_start, segs)
                 while i < len(segs) and S.diff(segs[i].start, base) < right:
                     seg = segs[i]
-                    if not seg.sacked and S.diff(seg.end, base) <= right:
+                    if not seg.sacked and sb.covers(seg.start, seg.end):
                         seg.sacked = True
                         self._sacked += seg.length
                         if seg.lost:

@@ -19,6 +19,7 @@ class Scoreboard:
     def __init__(self) -> None:
         self.ranges: list[tuple[Seq, Seq]] = []  # disjoint, ascending from snd_una
         self.dsacks = 0
+        self.newly: list[tuple[Seq, Seq]] = []  # what the last update() added
 
     def clear(self) -> None:
         self.ranges = []
@@ -29,6 +30,8 @@ class Scoreboard:
     def update(self, snd_una: Seq, snd_max: Seq, blocks: tuple[tuple[int, int], ...]) -> int:
         """Merge reported blocks; returns how many bytes became newly SACKed."""
         before = self.sacked_bytes()
+        old = self.ranges
+        self.newly = []
         ranges = [(start, end) for start, end in self.ranges if S.gt(end, snd_una)]
         for raw_start, raw_end in blocks:
             start, end = Seq(raw_start), Seq(raw_end)
@@ -40,6 +43,7 @@ class Scoreboard:
             if S.lt(start, snd_una):
                 start = snd_una
             ranges.append((start, end))
+            self.newly += _subtract(start, end, old)
         ranges.sort(key=lambda r: S.diff(r[0], snd_una))
         merged: list[tuple[Seq, Seq]] = []
         for start, end in ranges:
@@ -54,6 +58,10 @@ class Scoreboard:
             (snd_una if S.lt(s, snd_una) else s, e) for s, e in self.ranges if S.gt(e, snd_una)
         ]
         return max(0, self.sacked_bytes() - before)
+
+    def covers(self, start: Seq, end: Seq) -> bool:
+        """Whether [start, end) lies inside one SACKed range."""
+        return any(S.le(r_start, start) and S.le(end, r_end) for r_start, r_end in self.ranges)
 
     def sacked_bytes(self) -> int:
         return sum(S.diff(end, start) for start, end in self.ranges)
@@ -93,3 +101,23 @@ class Scoreboard:
             if S.lt(at, end):
                 at = end
         return total
+
+
+def _subtract(start: Seq, end: Seq, ranges: list[tuple[Seq, Seq]]) -> list[tuple[Seq, Seq]]:
+    """The parts of [start, end) not inside ``ranges`` (disjoint and ascending)."""
+    out: list[tuple[Seq, Seq]] = []
+    at = start
+    for r_start, r_end in ranges:
+        if S.le(r_end, at):
+            continue
+        if S.ge(r_start, end):
+            break
+        if S.lt(at, r_start):
+            out.append((at, r_start))
+        if S.gt(r_end, at):
+            at = r_end
+        if S.ge(at, end):
+            return out
+    if S.lt(at, end):
+        out.append((at, end))
+    return out
