@@ -127,3 +127,35 @@ def test_no_probe_when_the_rto_comes_first() -> None:
     # PTO = 2 * SRTT + 200 ms would fall after the RTO: only the RTO is armed.
     assert a.rto_at is not None
     assert a.pto_at is None or a.pto_at < a.rto_at
+
+
+def test_dsack_widens_the_reordering_window_for_a_while() -> None:
+    rack = Rack()
+    rack.sample_rtt(4.0)
+    assert rack.reo_wnd(in_recovery=False) == 1.0
+    rack.on_dsack(10.0)
+    assert rack.reordering_seen and rack.reo_wnd(in_recovery=True) == 2.0
+    rack.on_dsack(11.0)  # within one min RTT of the last bump: no further growth
+    assert rack.reo_wnd(in_recovery=False) == 2.0
+    rack.on_dsack(15.0)
+    assert rack.reo_wnd(in_recovery=False) == 3.0
+    assert rack.reo_wnd(in_recovery=False, srtt=2.5) == 2.5  # capped at SRTT
+    for _ in range(16):
+        rack.on_recovery_end()
+    assert rack.reo_wnd(in_recovery=False) == 1.0
+
+
+def test_receiver_reports_duplicates_with_dsack() -> None:
+    a, b = connected()
+    a.nodelay = True
+    a.app_send(b"data", 2.0)
+    [segment] = [wtcp.parse_untrusted(x, A_IP, B_IP) for x in a.out]
+    a.out.clear()
+    b.on_segment(segment, 2.1)
+    b.handle_timer(3.0)  # delayed ACK
+    b.out.clear()
+    b.on_segment(segment, 3.1)  # the same segment again (a spurious retransmission)
+    [ack] = [wtcp.parse_untrusted(x, B_IP, A_IP) for x in b.out]
+    # RFC 2883: the first SACK block names the duplicate, below the cumulative ACK.
+    assert ack.options.sack_blocks == ((segment.seq, (segment.seq + 4) & 0xFFFFFFFF),)
+    assert ack.ack == (segment.seq + 4) & 0xFFFFFFFF

@@ -156,6 +156,7 @@ class TcpConnection:
         self.rcv_adv = Seq(0)  # right edge of the window we advertised
         self.fin_received = False
         self.receive_closed = False  # the application closed without half-closing
+        self.dsack: tuple[Seq, Seq] | None = None  # a duplicate to report (RFC 2883)
         self.fin_seq: Seq | None = None  # a FIN that arrived ahead of missing data
         self.last_ack_sent = Seq(0)
         # --- options
@@ -418,7 +419,17 @@ class TcpConnection:
         if not self._acceptable(seg):
             counters.incr("out_of_window")
             if not flags & wtcp.RST:
-                self._ack_invalid(now)
+                if len(seg.payload) and not flags & wtcp.SYN:
+                    # Old data again: ACK at once with a D-SACK (RFC 2883) so the sender
+                    # learns its retransmission was spurious. Data segments are not part
+                    # of ACK loops, so Linux does not rate-limit these either.
+                    start = Seq(seg.seq)
+                    if S.lt(start, self.rcv.rcv_nxt):
+                        self.dsack = (start, S.add(start, len(seg.payload)))
+                    self._schedule_ack(now, immediate=True)
+                    self._transmit(now)
+                else:
+                    self._ack_invalid(now)
             return
         if flags & wtcp.RST:
             # RFC 5961 3.2: reset only on an exact match, else a challenge ACK.
@@ -503,7 +514,10 @@ class TcpConnection:
         self.sb.newly = []
         if self.sack_ok and (seg.options.sack_blocks or self.sb):
             una = ack if S.gt(ack, self.snd_una) else self.snd_una
+            dsacks = self.sb.dsacks
             self.sb.update(una, self.snd_max, seg.options.sack_blocks)
+            if self.sb.dsacks != dsacks:
+                self.rack.on_dsack(now)
         if S.gt(ack, self.snd_una):
             self._ack_advanced(ack, seg, now)
         elif (
@@ -517,6 +531,7 @@ class TcpConnection:
         if (
             self.sack_ok
             and not self.in_recovery
+            and not self.rack.reordering_seen
             and self.sb.sacked_bytes() >= 3 * self.mss
             and S.lt(self.snd_una, self.snd_max)
         ):
@@ -566,6 +581,7 @@ class TcpConnection:
             if S.ge(ack, self.recover):
                 self.in_recovery = False  # RFC 6582 3.2 step 6: full acknowledgment
                 self.cc.on_recovery_exit(now)
+                self.rack.on_recovery_end()
             elif self.sack_ok:
                 self._sack_recovery(now)  # RFC 6675 5 (C): keep filling holes
             else:
@@ -612,7 +628,8 @@ class TcpConnection:
             else:
                 self._transmit(now, extra=self.dupacks * self.mss)  # NewReno inflation
             return
-        if self.dupacks >= 3:
+        if self.dupacks >= 3 and not (self.sack_ok and self.rack.reordering_seen):
+            # Once reordering was seen, RACK's timer decides instead (RFC 8985 6).
             self._enter_recovery(now)
         else:
             # RFC 3042 limited transmit: new data on the first two duplicate ACKs.
@@ -653,7 +670,7 @@ class TcpConnection:
         rack.on_ack(self.snd_una, self.sb, now)
         if self.tlp_end is not None and S.ge(ack, self.tlp_end):
             self.tlp_end = None  # the probe (or what it probed for) was acknowledged
-        self.rack_timer_at = rack.detect_loss(now, self.in_recovery)
+        self.rack_timer_at = rack.detect_loss(now, self.in_recovery, self.rtt.srtt)
         if rack.first_lost() is not None:
             if not self.in_recovery:
                 self._enter_recovery(now)
@@ -812,6 +829,7 @@ class TcpConnection:
                 self._schedule_ack(now, immediate=True)  # RFC 5681 4.2: ack at once
             elif newly == 0:
                 self.counters.incr("duplicate_segments")
+                self.dsack = (seg_seq, S.add(seg_seq, len(payload)))  # RFC 2883
                 self._schedule_ack(now, immediate=True)
             else:
                 filled_hole = self.rcv.rcv_nxt != S.add(before, len(payload))
@@ -917,9 +935,17 @@ class TcpConnection:
                 options["timestamp"] = (self._ts_now(now), self.ts_recent)
         elif self.ts_ok and not flags & wtcp.RST:
             options["timestamp"] = (self._ts_now(now), self.ts_recent)
-        if self.sack_ok and flags & wtcp.ACK and not flags & wtcp.SYN and self.rcv.has_gaps:
+        if self.sack_ok and flags & wtcp.ACK and not flags & wtcp.SYN:
             room = 4 if not self.ts_ok else 3  # 40 option bytes: 3 blocks beside timestamps
-            options["sack_blocks"] = self.rcv.sack_blocks(room)
+            blocks: tuple[tuple[int, int], ...] = ()
+            if self.dsack is not None:
+                # RFC 2883 4: the duplicate range goes first, reported once.
+                blocks = ((int(self.dsack[0]), int(self.dsack[1])),)
+                self.dsack = None
+            if self.rcv.has_gaps:
+                blocks += self.rcv.sack_blocks(room - len(blocks))
+            if blocks:
+                options["sack_blocks"] = blocks
         segment = wtcp.build(
             self.local_ip,
             self.remote_ip,
@@ -1104,7 +1130,7 @@ class TcpConnection:
         if self.state == CLOSED:
             return
         if self.rack_timer_at is not None and now >= self.rack_timer_at:
-            self.rack_timer_at = self.rack.detect_loss(now, self.in_recovery)
+            self.rack_timer_at = self.rack.detect_loss(now, self.in_recovery, self.rtt.srtt)
             if self.rack.first_lost() is not None:
                 if self.in_recovery:
                     self._sack_recovery(now)

@@ -24,6 +24,9 @@ from . import seq as S
 from .sack import Scoreboard
 from .seq import Seq
 
+MAX_REO_WND_MULT = 16
+REO_WND_PERSIST = 16  # recoveries a widened window lasts (RFC 8985 6.2 step 4)
+
 
 @attrs.define(slots=True)
 class SentSegment:
@@ -57,6 +60,9 @@ class Rack:
         self.min_rtt = math.inf
         self.fack: Seq | None = None  # highest sequence delivered (acked or SACKed)
         self.reordering_seen = False
+        self.reo_wnd_mult = 1
+        self.reo_wnd_persist = 0
+        self.last_dsack_bump = -math.inf
         self.lost_marked = 0
         self._total = 0  # bytes in the record
         self._sacked = 0
@@ -179,19 +185,36 @@ class Rack:
 
     # --- loss detection -------------------------------------------------------------------
 
-    def reo_wnd(self, in_recovery: bool) -> float:
-        """RFC 8985 6.2 step 4 (without the DSACK-driven growth)."""
+    def reo_wnd(self, in_recovery: bool, srtt: float | None = None) -> float:
+        """RFC 8985 6.2 step 4: min_RTT/4 times a multiplier that D-SACKs raise, capped
+        at SRTT; zero in recovery while no reordering was seen."""
         if not self.reordering_seen and in_recovery:
             return 0.0
         if self.min_rtt == math.inf:
             return 0.0
-        return self.min_rtt / 4
+        window = self.reo_wnd_mult * self.min_rtt / 4
+        return min(window, srtt) if srtt is not None else window
 
-    def detect_loss(self, now: float, in_recovery: bool) -> float | None:
+    def on_dsack(self, now: float) -> None:
+        """A D-SACK: we retransmitted spuriously, so widen the reordering window
+        (RFC 8985 6.2 step 4, at most once per round trip) and keep it for 16 recoveries."""
+        self.reordering_seen = True
+        if now - self.last_dsack_bump >= max(self.min_rtt, 0.0) or self.min_rtt == math.inf:
+            self.reo_wnd_mult = min(self.reo_wnd_mult + 1, MAX_REO_WND_MULT)
+            self.last_dsack_bump = now
+        self.reo_wnd_persist = REO_WND_PERSIST
+
+    def on_recovery_end(self) -> None:
+        if self.reo_wnd_persist > 0:
+            self.reo_wnd_persist -= 1
+            if self.reo_wnd_persist == 0:
+                self.reo_wnd_mult = 1
+
+    def detect_loss(self, now: float, in_recovery: bool, srtt: float | None = None) -> float | None:
         """RFC 8985 6.2 step 5: mark lost segments; return when to look again (or None)."""
         if self.end_seq is None:
             return None
-        reo_wnd = self.reo_wnd(in_recovery)
+        reo_wnd = self.reo_wnd(in_recovery, srtt)
         wait = math.inf
         for seg in itertools.islice(self._segs, self._head, None):
             if seg.sacked or seg.lost:
