@@ -65,15 +65,26 @@ class RouteTable:
         self.mtu = mtu
         self.interfaces: list[Interface] = []
         self._routes: list[Route] = []
+        # Looked up for every packet: kept as sets, rebuilt when an address changes.
+        self._local: frozenset[int] = frozenset()
+        self._broadcasts: frozenset[int] = frozenset({LIMITED_BROADCAST})
+
+    def _addresses_changed(self) -> None:
+        self._local = frozenset(i.address for i in self.interfaces)
+        self._broadcasts = frozenset(
+            {LIMITED_BROADCAST} | {i.broadcast for i in self.interfaces if i.prefix_len < 31}
+        )
 
     def add_interface(self, iface: Interface) -> None:
         self.interfaces.append(iface)
         self._routes.append(Route(iface.network, iface.prefix_len, None, iface.address, self.mtu))
         self._sort()
+        self._addresses_changed()
 
     def remove_interface(self, address: int) -> None:
         self.interfaces = [i for i in self.interfaces if i.address != address]
         self._routes = [r for r in self._routes if r.source != address]
+        self._addresses_changed()
 
     def add_route(self, network: int, prefix_len: int, gateway: int | None) -> None:
         """Add a route via ``gateway`` (must be on a connected network)."""
@@ -120,12 +131,10 @@ class RouteTable:
         self._routes.sort(key=lambda r: r.prefix_len, reverse=True)
 
     def is_local(self, dst: int) -> bool:
-        return any(i.address == dst for i in self.interfaces)
+        return dst in self._local
 
     def is_broadcast(self, dst: int) -> bool:
-        if dst == LIMITED_BROADCAST:
-            return True
-        return any(i.prefix_len < 31 and dst == i.broadcast for i in self.interfaces)
+        return dst in self._broadcasts
 
     def lookup(self, dst: int) -> RouteResult:
         """Choose the next hop and source for ``dst``; raises :class:`NoRouteError`."""
