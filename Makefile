@@ -50,3 +50,8 @@ deps:
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+
+.PHONY: bench
+# Stack vs Linux kernel benchmark in namespace labs (root only); see docs/performance.md.
+bench: venv deps
+	$(PY) tools/bench/run.py
