@@ -518,7 +518,7 @@ async def bench(cfg: argparse.Namespace) -> dict[str, list[dict[str, float]]]:
         base.setup()
         with create_lab("tap") as lab:
             async with (
-                await lab.open_stack_link() as link,
+                await lab.open_stack_link(offload=cfg.offload) as link,
                 trio_netstack.open_stack(link, ip=f"{STACK_IP}/24"),
                 trio.open_nursery() as nursery,
             ):
@@ -676,6 +676,7 @@ def main() -> None:
     ap.add_argument("--rr", type=int, default=5000, help="TCP transactions per run")
     ap.add_argument("--conns", type=int, default=500)
     ap.add_argument("--no-docs", action="store_true", help="do not rewrite docs/performance.md")
+    ap.add_argument("--offload", action="store_true", help="open the TAP with checksum/TSO offload")
     ap.add_argument(
         "--render", metavar="JSON", help="only rewrite docs/performance.md from a results file"
     )

@@ -450,6 +450,7 @@ def _open_link(
     mac: bytes | None,
     pcap: str | None,
     impair: Any,
+    offload: bool = False,
 ) -> Link:
     from ..link import ImpairedLink, Impairment, PcapLink, open_packet, open_tap
 
@@ -458,7 +459,9 @@ def _open_link(
         raise ValueError("give exactly one of link=, tap= or iface= to open_stack()")
     if link is None:
         if tap is not None:
-            link = open_tap(tap, netns=netns)
+            link = open_tap(tap, netns=netns, offload=offload)
+        elif offload:
+            raise ValueError("offload=True needs a TAP device (tap=...)")
         else:
             assert iface is not None
             link = open_packet(iface, netns=netns, stack_mac=mac)
@@ -496,6 +499,7 @@ async def open_stack(
     impair: Any = None,
     config: StackConfig | None = None,
     secret: int | None = None,
+    offload: bool = False,
 ) -> AsyncIterator[Stack]:
     """Run a stack on a device for the duration of the block.
 
@@ -504,14 +508,16 @@ async def open_stack(
     the device; ``netns`` opens the device inside that network namespace. ``ip``
     is ``"A.B.C.D/P"``; ``gateway`` the default router. ``pcap`` records every
     frame; ``impair`` (an :class:`~trio_netstack.link.Impairment` or its string
-    form) injects faults. ``secret`` seeds identifier generation (tests).
+    form) injects faults. ``offload`` opens a TAP with IFF_VNET_HDR checksum and TSO
+    offload, so the kernel hands over large TCP segments. ``secret`` seeds
+    identifier generation (tests).
     """
     from ..wire.addr import ip_from_str, mac_from_str
 
     own_mac = mac_from_str(mac) if isinstance(mac, str) else mac
     address = parse_interface(ip) if ip is not None else None
     gw = ip_from_str(gateway) if gateway is not None else None
-    device = _open_link(link, tap, iface, netns, own_mac, pcap, impair)
+    device = _open_link(link, tap, iface, netns, own_mac, pcap, impair, offload)
     try:
         own_mac = own_mac or device.hw_address or _random_mac()
         use_mtu = mtu or device.mtu

@@ -35,6 +35,11 @@ def attach_options(parser: argparse.ArgumentParser, *, need_ip: bool = True) -> 
     group.add_argument("--mtu", type=int, metavar="BYTES", help="IP MTU (default: the device's)")
     group.add_argument("--pcap", metavar="FILE", help="record every frame to a pcap file")
     group.add_argument(
+        "--offload",
+        action="store_true",
+        help="TAP checksum/TSO offload: the kernel sends large TCP segments",
+    )
+    group.add_argument(
         "--impair",
         metavar="SPEC",
         help="inject faults: loss=0.02,dup=0.01,reorder=0.02,delay=5ms,corrupt=0.001,seed=N",
@@ -53,6 +58,7 @@ async def stack_from_args(args: argparse.Namespace) -> AsyncIterator[Stack]:
         mtu=args.mtu,
         pcap=args.pcap,
         impair=args.impair,
+        offload=args.offload,
     ) as stack:
         yield stack
 
