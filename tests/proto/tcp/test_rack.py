@@ -159,3 +159,19 @@ def test_receiver_reports_duplicates_with_dsack() -> None:
     # RFC 2883: the first SACK block names the duplicate, below the cumulative ACK.
     assert ack.options.sack_blocks == ((segment.seq, (segment.seq + 4) & 0xFFFFFFFF),)
     assert ack.ack == (segment.seq + 4) & 0xFFFFFFFF
+
+
+def test_partial_retransmission_splits_the_record() -> None:
+    rack = Rack()
+    sb = Scoreboard()
+    rack.on_send(Seq(1000), Seq(2448), 0.0)
+    rack.on_send(Seq(2448), Seq(3896), 0.0)
+    rack.on_ack(Seq(1000), sack(sb, 2448, 3896), 1.0)
+    rack.detect_loss(1.0, in_recovery=True)
+    [lost] = [s for s in rack.segments if s.lost]
+    assert (lost.start, lost.end) == (Seq(1000), Seq(2448))
+    # Only 1436 bytes fit beside the SACK option: the rest stays lost, to be resent next.
+    rack.on_send(Seq(1000), Seq(2436), 1.0)
+    first = rack.first_lost()
+    assert first is not None and (first.start, first.end) == (Seq(2436), Seq(2448))
+    assert rack.pipe() == 1436

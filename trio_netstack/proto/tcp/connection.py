@@ -760,13 +760,16 @@ class TcpConnection:
             seg = self.rack.first_lost()
             if seg is None:
                 break
-            offset = self._buffer_offset(seg.start)
-            length = min(seg.length, self._payload_room(), len(self.sndbuf) - offset)
+            # A record can be partly acknowledged already (the peer's ACK fell inside
+            # it): resend from snd_una then.
+            start = S.max_seq(seg.start, self.snd_una)
+            offset = self._buffer_offset(start)
+            length = min(S.diff(seg.end, start), self._payload_room(), len(self.sndbuf) - offset)
             if length <= 0 or offset < 0:
                 self.rack.clear()  # the record disagrees with the buffer: start afresh
                 break
-            self._emit(now, seg.start, 0, wtcp.ACK, self.sndbuf[offset : offset + length])
-            self.rack.on_send(seg.start, S.add(seg.start, length), now)
+            self._emit(now, start, 0, wtcp.ACK, self.sndbuf[offset : offset + length])
+            self.rack.on_send(start, S.add(start, length), now)
             self.retransmitted_segments += 1
             self.counters.incr("sack_retransmits")
             self.rtt_seq = None

@@ -97,10 +97,21 @@ class Rack:
             return
         segs = self.segments  # compacted, so indexes below are plain
         touched = False
-        for seg in segs[self._find(start, segs) :]:
+        i = self._find(start, segs)
+        while i < len(segs):
+            seg = segs[i]
             if S.ge(seg.start, end):
                 break
             if S.lt(start, seg.end):
+                # Only [start, end) went out again: split off what lies outside it, so
+                # that part keeps its own state (lost stays lost, and is resent later).
+                if S.lt(seg.start, start):
+                    segs.insert(i, attrs.evolve(seg, end=start))
+                    seg.start = start
+                    i += 1
+                if S.gt(seg.end, end):
+                    segs.insert(i + 1, attrs.evolve(seg, start=end))
+                    seg.end = end
                 seg.xmit_ts = now
                 seg.order = self._sent
                 seg.retransmitted = True
@@ -108,6 +119,7 @@ class Rack:
                     seg.lost = False
                     self._lost -= seg.length
                 touched = True
+            i += 1
         if not touched:  # resent after the record was cleared (timeout): keep order
             index = next((i for i, s in enumerate(segs) if S.gt(s.start, start)), len(segs))
             segs.insert(index, SentSegment(start, end, now, self._sent, retransmitted=True))
