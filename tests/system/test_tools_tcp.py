@@ -2,40 +2,16 @@
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 import time
 
 import pytest
+from toolrun import attach, start_tool, stop
 
 from trio_netstack.testing.lab import Lab
 
 pytestmark = pytest.mark.system("nc")
-
-
-def attach(lab: Lab) -> list[str]:
-    return ["--tap", lab.stack_device, "--netns", lab.netns, "--ip", f"{lab.stack_ip}/24"]
-
-
-def start_tool(name: str, *argv: str, stdin: int | None = None) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", f"trio_netstack.tools.{name}", *argv],
-        stdin=stdin,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-
-
-def stop(proc: subprocess.Popen[bytes]) -> tuple[bytes, bytes]:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-    try:
-        return proc.communicate(timeout=20)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=10)
 
 
 def kill(*procs: subprocess.Popen[bytes] | None) -> None:
