@@ -71,3 +71,30 @@ def test_newreno_partial_ack_retransmits_next_hole() -> None:
     assert a.timeouts == 0
     got = b.app_receive(1 << 20, 0.0)
     assert got == data
+
+
+def test_spurious_recovery_is_undone_by_dsack() -> None:
+    """A segment is only late (reordered): the retransmission is D-SACKed, cwnd comes back."""
+    from test_connection import connected
+
+    a, b, wire = connected()
+    a.app_send(bytes(10 * a.mss), 1.0)
+    segments = wire.take(a)
+    late = segments.pop(2)  # held back: reordering, not loss
+    for seg in segments:
+        b.on_segment(seg, 1.0)
+    b.flush(1.0)
+    for ack in wire.take(b):
+        a.on_segment(ack, 1.01)
+    assert a.in_recovery and a.fast_retransmits == 1
+    cut = a.cc.cwnd
+    assert cut < a.prior_cwnd
+    retransmissions = [s for s in wire.take(a) if s.seq == late.seq]
+    assert retransmissions
+    b.on_segment(retransmissions[0], 1.02)  # fills the hole
+    b.on_segment(late, 1.03)  # the original, late: a duplicate now -> D-SACK
+    b.flush(1.03)
+    for ack in wire.take(b):
+        a.on_segment(ack, 1.04)
+    assert a.undone == 1 and a.counters["spurious_recoveries_undone"] == 1
+    assert a.cc.cwnd >= a.prior_cwnd > cut

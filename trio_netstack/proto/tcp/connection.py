@@ -71,6 +71,7 @@ TS_OPTION_LEN = 12  # NOP NOP TS: what each segment spends on timestamps
 INVALID_ACK_INTERVAL = 0.5  # seconds between ACKs answering unacceptable segments
 PAWS_IDLE = 24 * 24 * 3600.0  # RFC 7323 5.5: ts_recent older than 24 days is invalid
 WORST_DELAYED_ACK = 0.2  # RFC 8985 7.2 WCDelAckT
+MAX_UNDO_RANGES = 256
 MIN_PTO = 0.01  # Linux's floor: a probe never beats a LAN's ACK clock
 
 
@@ -181,6 +182,14 @@ class TcpConnection:
         self.pto_at: float | None = None  # tail loss probe timer (RFC 8985 7)
         self.tlp_end: Seq | None = None  # snd_max when the outstanding probe went out
         self.tlp_probes = 0
+        # D-SACK undo (RFC 2883 / Linux's tcp_try_undo_dsack): when every retransmission of
+        # a recovery turns out to have been a duplicate, the window cut was needless.
+        self.undo_active = False
+        self.undo_retrans = 0
+        self.undo_ranges: list[tuple[Seq, Seq]] = []  # what this recovery resent
+        self.prior_cwnd = 0
+        self.prior_ssthresh = 0
+        self.undone = 0
         self.retransmits = 0  # consecutive timeouts without progress
         self.rtt_seq: Seq | None = None  # Karn-timed segment when timestamps are off
         self.rtt_sent = 0.0
@@ -414,22 +423,12 @@ class TcpConnection:
             tsval = seg.options.timestamp[0]
             if S.lt(Seq(tsval), Seq(self.ts_recent)) and now - self.ts_recent_at < PAWS_IDLE:
                 counters.incr("paws_rejected")
-                self._ack_invalid(now)
+                self._answer_unacceptable(seg, now)
                 return
         if not self._acceptable(seg):
             counters.incr("out_of_window")
             if not flags & wtcp.RST:
-                if len(seg.payload) and not flags & wtcp.SYN:
-                    # Old data again: ACK at once with a D-SACK (RFC 2883) so the sender
-                    # learns its retransmission was spurious. Data segments are not part
-                    # of ACK loops, so Linux does not rate-limit these either.
-                    start = Seq(seg.seq)
-                    if S.lt(start, self.rcv.rcv_nxt):
-                        self.dsack = (start, S.add(start, len(seg.payload)))
-                    self._schedule_ack(now, immediate=True)
-                    self._transmit(now)
-                else:
-                    self._ack_invalid(now)
+                self._answer_unacceptable(seg, now)
             return
         if flags & wtcp.RST:
             # RFC 5961 3.2: reset only on an exact match, else a challenge ACK.
@@ -475,6 +474,20 @@ class TcpConnection:
         self._process_text(seg, now)
         self._transmit(now)
 
+    def _answer_unacceptable(self, seg: wtcp.TcpSegment, now: float) -> None:
+        """An old or out-of-window segment: data gets an immediate ACK with a D-SACK
+        (RFC 2883) so the sender learns its retransmission was spurious (data segments are
+        not part of ACK loops, so Linux does not rate-limit these); anything else gets a
+        rate-limited ACK."""
+        if len(seg.payload) and not seg.flags & wtcp.SYN:
+            start = Seq(seg.seq)
+            if S.lt(start, self.rcv.rcv_nxt):
+                self.dsack = (start, S.min_seq(S.add(start, len(seg.payload)), self.rcv.rcv_nxt))
+            self._schedule_ack(now, immediate=True)
+            self._transmit(now)
+        else:
+            self._ack_invalid(now)
+
     def _ack_invalid(self, now: float) -> None:
         """RFC 9293 3.10.7.4: answer an unacceptable segment with an ACK, but at most
         one per ``INVALID_ACK_INTERVAL`` (Linux's tcp_invalid_ratelimit), so that two
@@ -518,6 +531,7 @@ class TcpConnection:
             self.sb.update(una, self.snd_max, seg.options.sack_blocks)
             if self.sb.dsacks != dsacks:
                 self.rack.on_dsack(now)
+                self._dsack_undo(self.sb.last_dsacks, now)
         if S.gt(ack, self.snd_una):
             self._ack_advanced(ack, seg, now)
         elif (
@@ -648,6 +662,10 @@ class TcpConnection:
         self.recover = self.snd_max
         self.rexmit_high = self.snd_una
         if new_episode:
+            self.prior_cwnd, self.prior_ssthresh = self.cc.cwnd, self.cc.ssthresh
+            self.undo_active = True
+            self.undo_retrans = 0
+            self.undo_ranges = []
             self.cc.on_loss(flight, now)
             self.counters.incr("fast_recoveries")
         else:
@@ -744,6 +762,23 @@ class TcpConnection:
         blocks = min(self.rcv.range_count, 3 if self.ts_ok else 4)
         return max(self.mss - 4 - 8 * blocks, 64)
 
+    def _dsack_undo(self, blocks: list[tuple[Seq, Seq]], now: float) -> None:
+        """A D-SACK for data this recovery resent says that retransmission was not
+        needed; when none was, restore the window the recovery cut (RFC 2883 5, RFC 4015's
+        response). D-SACKs for duplicates the network made are not counted."""
+        if not self.undo_active:
+            return
+        for start, end in blocks:
+            if any(
+                S.le(r_start, start) and S.le(end, r_end) for r_start, r_end in self.undo_ranges
+            ):
+                self.undo_retrans -= 1
+        if self.undo_retrans <= 0:
+            self.undo_active = False
+            self.cc.undo(self.prior_cwnd, self.prior_ssthresh)
+            self.undone += 1
+            self.counters.incr("spurious_recoveries_undone")
+
     def _pipe(self) -> int:
         """RFC 6675 2 "pipe": bytes still in the network during recovery."""
         if self.sack_ok:
@@ -770,6 +805,11 @@ class TcpConnection:
                 break
             self._emit(now, start, 0, wtcp.ACK, self.sndbuf[offset : offset + length])
             self.rack.on_send(start, S.add(start, length), now)
+            self.undo_retrans += 1
+            if len(self.undo_ranges) < MAX_UNDO_RANGES:
+                self.undo_ranges.append((start, S.add(start, length)))
+            else:
+                self.undo_active = False  # too much resent to keep track: no undo
             self.retransmitted_segments += 1
             self.counters.incr("sack_retransmits")
             self.rtt_seq = None
@@ -1190,6 +1230,7 @@ class TcpConnection:
         flight = S.diff(self.snd_max, self.snd_una)
         self.cc.on_rto(flight, now)
         self.sb.clear()  # the receiver may renege (RFC 2018 8): resend it all
+        self.undo_active = False
         self.rack.clear()
         self.rack_timer_at = None
         self.pto_at = None

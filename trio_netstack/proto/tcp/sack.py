@@ -20,6 +20,7 @@ class Scoreboard:
         self.ranges: list[tuple[Seq, Seq]] = []  # disjoint, ascending from snd_una
         self.dsacks = 0
         self.newly: list[tuple[Seq, Seq]] = []  # what the last update() added
+        self.last_dsacks: list[tuple[Seq, Seq]] = []  # duplicate blocks in the last update()
 
     def clear(self) -> None:
         self.ranges = []
@@ -32,6 +33,7 @@ class Scoreboard:
         before = self.sacked_bytes()
         old = self.ranges
         self.newly = []
+        self.last_dsacks = []
         ranges = [(start, end) for start, end in self.ranges if S.gt(end, snd_una)]
         for raw_start, raw_end in blocks:
             start, end = Seq(raw_start), Seq(raw_end)
@@ -39,6 +41,7 @@ class Scoreboard:
                 continue  # malformed or about data never sent: ignore (RFC 6675 5)
             if S.le(end, snd_una):
                 self.dsacks += 1  # RFC 2883: a duplicate segment was received
+                self.last_dsacks.append((start, end))
                 continue
             if S.lt(start, snd_una):
                 start = snd_una

@@ -53,3 +53,7 @@ def in_window(x: Seq, left: Seq, size: int) -> bool:
 
 def max_seq(a: Seq, b: Seq) -> Seq:
     return a if ge(a, b) else b
+
+
+def min_seq(a: Seq, b: Seq) -> Seq:
+    return a if le(a, b) else b
