@@ -48,10 +48,11 @@ def test_random_segments_never_escape(script: list, start_state: str) -> None:  
         a.app_send(bytes(20000), 0.5)
     a.out.clear()
     now = 1.0
-    for seq, ack, flags, window, payload, ts, sack, relative in script:
+    for raw_seq, raw_ack, flags, window, payload, ts, sack, relative in script:
+        seq, ack = raw_seq, raw_ack
         if relative:
-            seq = (int(a.rcv.rcv_nxt) + seq % 70000 - 35000) & 0xFFFFFFFF
-            ack = (int(a.snd_una) + ack % 70000 - 35000) & 0xFFFFFFFF
+            seq = (int(a.rcv.rcv_nxt) + raw_seq % 70000 - 35000) & 0xFFFFFFFF
+            ack = (int(a.snd_una) + raw_ack % 70000 - 35000) & 0xFFFFFFFF
         raw = wtcp.build(
             B_IP,
             A_IP,
