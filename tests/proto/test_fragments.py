@@ -7,6 +7,8 @@ import itertools
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from trio_netstack.proto.ipv4 import Ipv4Machine, OutDatagram, fragment
 from trio_netstack.proto.reassembly import Reassembler, ReassemblyConfig
@@ -182,3 +184,32 @@ def test_machine_fragments_and_reassembles() -> None:
     with pytest.raises(OSError) as info:
         m.output(OutDatagram(PEER, wip.PROTO_UDP, bytes(65516)))
     assert info.value.errno == errno.EMSGSIZE
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 3), st.integers(0, 8191), st.integers(0, 200), st.booleans()),
+        max_size=60,
+    )
+)
+def test_random_fragments_stay_bounded(script: list[tuple[int, int, int, bool]]) -> None:
+    cfg = ReassemblyConfig(max_datagrams=3, max_bytes=4000, max_fragments=16)
+    r = Reassembler(cfg)
+    now = 0.0
+    for ident, offset_units, size, more in script:
+        head = wip.build_header(
+            src=PEER,
+            dst=ME,
+            protocol=17,
+            payload_length=size,
+            ident=ident,
+            flags_fragment=(wip.FLAG_MF if more else 0) | offset_units,
+        )
+        h, d = parsed(head + bytes(size))
+        out = r.input(h, d, now)
+        if out is not None:
+            assert out[0].total_length == out[0].header_length + len(out[1]) <= 65535
+        assert len(r) <= cfg.max_datagrams and r.bytes_held <= cfg.max_bytes
+        now += 1.0
+        r.handle_timer(now)
