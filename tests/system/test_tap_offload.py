@@ -68,3 +68,29 @@ async def test_large_segments_from_the_kernel_arrive_intact(tap_lab: Lab) -> Non
                 data, _ = await sock.receive_from()
             assert data == b"hello offload\n"
             await trio.to_thread.run_sync(lambda: proc.wait(timeout=10))
+
+
+async def test_stack_super_segments_cut_by_the_kernel_arrive_intact(tap_lab: Lab) -> None:
+    payload = hashlib.sha256(b"tso").digest() * (SIZE // 32)  # not all zeros
+    link = await tap_lab.open_stack_link(offload=True)
+    assert isinstance(link, TapLink)
+    async with trio_netstack.open_stack(link, ip=f"{tap_lab.stack_ip}/24"):
+        proc = tap_lab.popen("sh", "-c", "nc -l -N 7000 | sha256sum", stdout=subprocess.PIPE)
+        try:
+            await trio.to_thread.run_sync(tap_lab.wait_listening, 7000)
+            with trio.fail_after(120):
+                async with trio_netstack.open_tcp_stream(tap_lab.kernel_ip, 7000) as stream:
+                    for i in range(0, len(payload), 1 << 20):
+                        await stream.send_all(payload[i : i + (1 << 20)])
+                    await stream.send_eof()
+                    assert await stream.receive_some() == b""
+                    stats = stream.statistics()
+                out, _ = await trio.to_thread.run_sync(lambda: proc.communicate(timeout=60))
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=10)
+        assert out.split()[0].decode() == hashlib.sha256(payload).hexdigest()
+        # The stack handed the kernel super-segments (TSO) and nothing had to be resent.
+        assert link.tso_frames > 0
+        assert stats.retransmitted_segments == 0

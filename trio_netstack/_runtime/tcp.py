@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     from .tcp_api import TcpListener
 
 CONNECTION_QUEUE = 256  # segment batches queued for one connection task
+TSO_MAX_PAYLOAD = 64000  # a super-segment stays below 65535 bytes with its headers
 
 
 class ConnectionHandle:
@@ -223,6 +224,11 @@ class TcpLayer:
     async def _connection_task(self, handle: ConnectionHandle) -> None:
         conn = handle.conn
         stack = self.stack
+        # TSO: with a TAP in offload mode the device cuts our super-segments (at its MTU).
+        gso_mtu = stack.mtu
+        if getattr(stack.link, "tso", False) and stack.link.mtu == stack.mtu:
+            conn.gso_limit = TSO_MAX_PAYLOAD
+            conn.gso_mtu = stack.mtu
         try:
             while True:
                 deadline = conn.get_timer()
@@ -254,6 +260,7 @@ class TcpLayer:
                                 seg,
                                 src=conn.local_ip,
                                 dont_fragment=True,
+                                segmented=len(seg) + 20 > gso_mtu,
                             )
                             for seg in out
                         ]

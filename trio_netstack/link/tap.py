@@ -27,6 +27,7 @@ from collections.abc import Sequence
 
 import trio
 
+from ..wire.checksum import ones_sum, pseudo_header_sum
 from . import _netdev
 from .base import RX_CSUM_TRUSTED, Link, LinkError, LinkStatistics, RxFrame
 from .netns import in_netns
@@ -50,6 +51,7 @@ _VNET_LEN = _VNET.size
 _VNET_F_NEEDS_CSUM = 1  # the transport checksum holds only the pseudo-header sum
 _VNET_F_DATA_VALID = 2  # the kernel verified the checksum already
 _VNET_GSO_NONE = 0
+_VNET_GSO_TCPV4 = 1
 _NO_VNET_HDR = bytes(_VNET_LEN)
 
 # A read must be able to hold the largest frame the device can hand us, whatever
@@ -96,7 +98,9 @@ class TapLink(Link):
         # them into MTU-sized frames: far fewer reads and wake-ups per byte. What we
         # write carries an all-zero header (no offload asked of the kernel).
         self.offload = offload
+        self.tso = offload  # frames we write may be TCP super-segments for the kernel to cut
         self.gso_frames = 0  # received frames larger than the MTU (kernel GSO)
+        self.tso_frames = 0  # super-segments we handed to the kernel
         # Only one task may wait for writability on an fd at a time (Trio raises
         # BusyResourceError otherwise), so concurrent senders queue here.
         self._write_lock = trio.Lock()
@@ -170,7 +174,13 @@ class TapLink(Link):
         write = os.write
         offload = self.offload
         for original in frames:
-            frame = _NO_VNET_HDR + original if offload else original
+            if not offload:
+                frame: bytes | bytearray | memoryview = original
+            elif len(original) > self.mtu + 14:
+                frame = self._tso_frame(original)
+                self.tso_frames += 1
+            else:
+                frame = _NO_VNET_HDR + original
             while True:
                 fd = self._fd
                 if fd < 0:
@@ -193,6 +203,32 @@ class TapLink(Link):
                 stats.tx_frames += 1
                 stats.tx_bytes += written - (_VNET_LEN if offload else 0)
                 break
+
+    def _tso_frame(self, frame: bytes | bytearray | memoryview) -> bytes:
+        """A virtio header asking the kernel to cut an IPv4/TCP super-segment at the MTU.
+
+        The kernel computes every piece's checksum from the partial one we leave in the
+        TCP header: the one's-complement sum of the pseudo-header (as Linux's own
+        CHECKSUM_PARTIAL packets carry it).
+        """
+        raw = bytearray(frame)
+        ihl = (raw[14] & 0x0F) * 4
+        tcp_at = 14 + ihl
+        thl = (raw[tcp_at + 12] >> 4) * 4
+        src = int.from_bytes(raw[26:30], "big")
+        dst = int.from_bytes(raw[30:34], "big")
+        tcp_len = len(raw) - tcp_at
+        partial = ones_sum(b"", pseudo_header_sum(src, dst, 6, tcp_len))
+        raw[tcp_at + 16 : tcp_at + 18] = partial.to_bytes(2, "big")
+        header = _VNET.pack(
+            _VNET_F_NEEDS_CSUM,
+            _VNET_GSO_TCPV4,
+            tcp_at + thl,
+            self.mtu - ihl - thl,
+            tcp_at,
+            16,
+        )
+        return header + bytes(raw)
 
     async def aclose(self) -> None:
         fd = self._fd

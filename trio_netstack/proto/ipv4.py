@@ -51,6 +51,9 @@ class OutDatagram:
     ttl: int | None = None
     tos: int = 0
     dont_fragment: bool = False
+    #: a TCP super-segment the device cuts into MTU-sized segments (TSO): not limited
+    #: by the MTU and never fragmented
+    segmented: bool = False
 
 
 class Ipv4Machine:
@@ -145,7 +148,7 @@ class Ipv4Machine:
         learnt = self.pmtu.get(datagram.dst, now)
         if learnt is not None and learnt < mtu:
             mtu = learnt
-        if total > mtu and datagram.dont_fragment:
+        if total > mtu and datagram.dont_fragment and not datagram.segmented:
             self.counters.incr("tx_too_big")
             raise OSError(
                 errno.EMSGSIZE,
@@ -153,7 +156,7 @@ class Ipv4Machine:
             )
         ttl = datagram.ttl if datagram.ttl is not None else self.config.default_ttl
         ident = self.next_ident(src, datagram.dst, datagram.protocol)
-        if total <= mtu:
+        if total <= mtu or datagram.segmented:
             header = wip.build_header(
                 src=src,
                 dst=datagram.dst,

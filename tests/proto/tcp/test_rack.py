@@ -175,3 +175,21 @@ def test_partial_retransmission_splits_the_record() -> None:
     first = rack.first_lost()
     assert first is not None and (first.start, first.end) == (Seq(2436), Seq(2448))
     assert rack.pipe() == 1436
+
+
+def test_super_segments_when_the_device_cuts_them() -> None:
+    a, _ = connected()
+    a.gso_limit = 64000
+    a.gso_mtu = a.mss + 40 + 12  # the device cuts at exactly our segment size
+    a.app_send(bytes(20 * a.mss + 100), 2.0)
+    big = wtcp.parse_untrusted(a.out[0], A_IP, B_IP)
+    # Whole MSS pieces in one super-segment; RACK tracks each wire segment.
+    assert len(big.payload) % a.mss == 0 and len(big.payload) > a.mss
+    assert len(a.rack.segments) >= len(big.payload) // a.mss
+    assert all(s.length <= a.mss for s in a.rack.segments)
+    # A device that cuts at another size gets plain segments.
+    b, _ = connected()
+    b.gso_limit = 64000
+    b.gso_mtu = 9000
+    b.app_send(bytes(5 * b.mss), 2.0)
+    assert all(len(wtcp.parse_untrusted(x, A_IP, B_IP).payload) <= b.mss for x in b.out)

@@ -218,6 +218,11 @@ class TcpConnection:
         self.timeouts = 0
         self.zero_window_probes = 0
         self.nodelay = config.nodelay
+        # Largest TCP payload the device will cut into MSS-sized segments for us (TSO);
+        # 0 when it will not. Set by the owner from the link's offload.
+        self.gso_limit = 0
+        self.gso_mtu = 0  # the link MTU that the device cuts at
+        self.segments_offloaded = 0
 
     # =================================================================== opening
 
@@ -751,6 +756,18 @@ class TcpConnection:
         self.pto_at = None
         self._arm_rto(now, restart=True)
 
+    def _gso_room(self, mss: int) -> int:
+        """Bytes a super-segment may carry: only when the device cuts at exactly our
+        segment size (the MSS the peer allows fills the link MTU with these options)."""
+        if not self.gso_limit:
+            return 0
+        header = 20 + 20 + (TS_OPTION_LEN if self.ts_ok else 0)
+        if self.sack_ok and self.rcv.has_gaps:
+            return 0  # SACK blocks change the header size per segment: keep it simple
+        if mss + header != self.gso_mtu:
+            return 0
+        return self.gso_limit
+
     def _payload_room(self) -> int:
         """Payload bytes per segment now: the MSS less any SACK option we will carry.
 
@@ -1080,6 +1097,10 @@ class TcpConnection:
                     self._arm_persist(now)
                 break
             length = min(mss, unsent, usable)
+            gso = self._gso_room(mss)
+            if gso and not S.lt(self.snd_nxt, self.snd_max) and unsent > mss and usable > mss:
+                # A super-segment of whole MSS pieces, cut by the device (TSO).
+                length = min(gso, unsent, usable) // mss * mss
             if length < mss and length < unsent and length < self.max_snd_wnd // 2 and flight:
                 # The window allows only part of a segment: sender SWS avoidance
                 # (RFC 9293 3.8.6.2.1) waits unless that is half the largest window seen.
@@ -1097,8 +1118,16 @@ class TcpConnection:
                 self.rtt_seq = S.add(self.snd_nxt, length)
                 self.rtt_sent = now
             self._emit(now, self.snd_nxt, 0, flags, payload)
+            if length > mss:
+                self.segments_offloaded += 1
             if self.sack_ok:
-                self.rack.on_send(self.snd_nxt, S.add(self.snd_nxt, length), now)
+                # One record per wire segment, so SACK and RACK see what the device sent.
+                for piece in range(0, length, mss):
+                    self.rack.on_send(
+                        S.add(self.snd_nxt, piece),
+                        S.add(self.snd_nxt, min(piece + mss, length)),
+                        now,
+                    )
             self._advance_nxt(length + (1 if fin else 0), now)
             if fin:
                 self.fin_sent = True
