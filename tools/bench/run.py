@@ -642,7 +642,12 @@ than 1.0 means the stack is slower (throughput/rates: stack ÷ kernel; RTT: kern
 
 Raw results of every run: `bench-results/*.json` (not committed).
 """
-    (ROOT / "docs" / "performance.md").write_text(doc)
+    path = ROOT / "docs" / "performance.md"
+    # Hand-written sections after the generated part (e.g. the TAP offload figures) stay.
+    marker = "\n## TAP offload"
+    if path.exists() and marker in (old := path.read_text()):
+        doc += old[old.index(marker) :]
+    path.write_text(doc)
 
 
 def git_describe() -> str:
