@@ -42,7 +42,7 @@ from ..proto.route import Interface, NoRouteError, RouteTable
 from ..wire import icmp as wicmp
 from ..wire import ipv4 as wip
 from ..wire.addr import ip_to_str, mac_to_str
-from .channels import receive_batch, send_upward
+from .channels import AlarmClock, Mailbox, offer, send_upward
 from .config import StackConfig
 
 _current: contextvars.ContextVar[Stack] = contextvars.ContextVar("trio_netstack_stack")
@@ -110,9 +110,10 @@ class Stack:
         self._ipv4 = Ipv4Machine(self.routes, secret, config.ipv4)
         self._icmp = IcmpMachine(config.icmp_rate_limit)
         q = config.layer_queue
-        self._eth_send, self._eth_recv = trio.open_memory_channel[Message](q)
-        self._ip_send, self._ip_recv = trio.open_memory_channel[Message](q)
-        self._icmp_send, self._icmp_recv = trio.open_memory_channel[Message](q)
+        self.clock = AlarmClock()  # delivers every layer's and connection's timer wake-ups
+        self._eth_box: Mailbox[Message] = Mailbox(q, self.clock)
+        self._ip_box: Mailbox[Message] = Mailbox(q, self.clock)
+        self._icmp_box: Mailbox[Message] = Mailbox(q, self.clock)
         from .udp import UdpLayer
 
         self.udp = UdpLayer(self, secret)
@@ -195,15 +196,25 @@ class Stack:
         return self.routes.lookup(dst).mtu
 
     async def send_datagrams(self, datagrams: list[OutDatagram]) -> None:
-        """Hand datagrams to the IPv4 layer (waits while it is saturated)."""
+        """Hand datagrams to the IPv4 layer (waits while it is saturated).
+
+        An application-facing send: a checkpoint like any Trio send (cancelled before
+        anything is queued, a schedule point after). Layer tasks use
+        :meth:`queue_datagrams`, which yields only when the IPv4 layer is full.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        await self.queue_datagrams(datagrams)
+        await trio.lowlevel.cancel_shielded_checkpoint()
+
+    async def queue_datagrams(self, datagrams: list[OutDatagram]) -> None:
         if self._closed:
             raise trio.ClosedResourceError("the stack is closed")
-        await self._ip_send.send(("tx", datagrams))
+        await self._ip_box.put(("tx", datagrams))
 
     def request_icmp_errors(self, requests: list[tuple[int, int, Delivery]]) -> None:
         """Ask the ICMP layer (without blocking) to report errors about received datagrams."""
         errors = [ErrorRequest(t, c, d.header, d.payload, d.broadcast) for t, c, d in requests]
-        if not send_upward(self._icmp_send, ("rx", [[], errors, []])):
+        if not send_upward(self._icmp_box, ("rx", [[], errors, []])):
             self.counters.incr("icmp_queue_full")
 
     def register_pinger(self, channel: trio.MemorySendChannel[EchoReply | IcmpErrorReport]) -> int:
@@ -226,11 +237,11 @@ class Stack:
 
     def _kick_ethernet(self) -> None:
         # Wake the ethernet task so it flushes frames produced outside it (GARP).
-        send_upward(self._eth_send, ("kick", []))
+        send_upward(self._eth_box, ("kick", []))
 
     async def _link_rx(self, *, task_status: trio.TaskStatus[None]) -> None:
         link = self.link
-        eth = self._eth_send
+        eth = self._eth_box
         task_status.started()
         while True:
             try:
@@ -243,11 +254,11 @@ class Stack:
     async def _ethernet_task(self, *, task_status: trio.TaskStatus[None]) -> None:
         arp = self._arp
         classify = self._ethernet.classify_untrusted
-        inbox = self._eth_recv
+        inbox = self._eth_box
         task_status.started()
         while True:
             deadline = arp.get_timer()
-            messages = await receive_batch(inbox, math.inf if deadline is None else deadline)
+            messages = await inbox.get_batch(math.inf if deadline is None else deadline)
             now = trio.current_time()
             to_ip: list[tuple[memoryview, int]] = []
             for kind, items in messages:
@@ -265,11 +276,11 @@ class Stack:
                     for next_hop, packet in items:
                         arp.output(next_hop, packet, now)
             arp.handle_timer(now)
-            if to_ip and not send_upward(self._ip_send, ("rx", to_ip)):
+            if to_ip and not send_upward(self._ip_box, ("rx", to_ip)):
                 self.counters.incr("ipv4_queue_full", len(to_ip))
             if arp.unreachable:
                 failed, arp.unreachable = arp.unreachable, []
-                if not send_upward(self._ip_send, ("unreachable", failed)):
+                if not send_upward(self._ip_box, ("unreachable", failed)):
                     self.counters.incr("ipv4_queue_full", len(failed))
             if arp.frames_out:
                 frames, arp.frames_out = arp.frames_out, []
@@ -277,11 +288,11 @@ class Stack:
 
     async def _ipv4_task(self, *, task_status: trio.TaskStatus[None]) -> None:
         ipv4 = self._ipv4
-        inbox = self._ip_recv
+        inbox = self._ip_box
         task_status.started()
         while True:
             deadline = ipv4.get_timer()
-            messages = await receive_batch(inbox, math.inf if deadline is None else deadline)
+            messages = await inbox.get_batch(math.inf if deadline is None else deadline)
             now = trio.current_time()
             to_icmp: list[Delivery] = []
             to_udp: list[Delivery] = []
@@ -333,23 +344,23 @@ class Stack:
                             wicmp.TIME_EXCEEDED, wicmp.EXCEEDED_REASSEMBLY, header, data, False
                         )
                     )
-            if to_tcp and not send_upward(self.tcp.send_channel, ("rx", to_tcp)):
+            if to_tcp and not send_upward(self.tcp.inbox, ("rx", to_tcp)):
                 self.counters.incr("tcp_queue_full", len(to_tcp))
-            if to_udp and not send_upward(self.udp.send_channel, ("rx", to_udp)):
+            if to_udp and not send_upward(self.udp.inbox, ("rx", to_udp)):
                 self.counters.incr("udp_queue_full", len(to_udp))
             if to_icmp or errors or unreachable:
                 message = ("rx", [to_icmp, errors, unreachable])
-                if not send_upward(self._icmp_send, message):
+                if not send_upward(self._icmp_box, message):
                     self.counters.incr("icmp_queue_full")
             if down:
-                await self._eth_send.send(("tx", down))
+                await self._eth_box.put(("tx", down))
 
     async def _icmp_task(self, *, task_status: trio.TaskStatus[None]) -> None:
         icmp = self._icmp
-        inbox = self._icmp_recv
+        inbox = self._icmp_box
         task_status.started()
         while True:
-            messages = await receive_batch(inbox)
+            messages = await inbox.get_batch()
             now = trio.current_time()
             for _kind, (deliveries, errors, unreachable) in messages:
                 for delivery in deliveries:
@@ -391,13 +402,13 @@ class Stack:
                         for_tcp.append(report)
                     else:
                         self.counters.incr("icmp_error_unclaimed")
-                if for_udp and not send_upward(self.udp.send_channel, ("icmp", for_udp)):
+                if for_udp and not send_upward(self.udp.inbox, ("icmp", for_udp)):
                     self.counters.incr("udp_queue_full", len(for_udp))
-                if for_tcp and not send_upward(self.tcp.send_channel, ("icmp", for_tcp)):
+                if for_tcp and not send_upward(self.tcp.inbox, ("icmp", for_tcp)):
                     self.counters.incr("tcp_queue_full", len(for_tcp))
             if icmp.out:
                 out, icmp.out = icmp.out, []
-                await self._ip_send.send(("tx", out))
+                await self._ip_box.put(("tx", out))
 
     def _learn_pmtu(self, report: IcmpErrorReport, now: float) -> None:
         # RFC 1191: only about a datagram we sent (the quoted source is ours).
@@ -420,11 +431,18 @@ class Stack:
         channel = self._pingers.get(ident)
         if channel is None:
             self.counters.incr("echo_unclaimed")
-        elif not send_upward(channel, event):
+            return
+        if not offer(channel, event):  # never blocks the ICMP layer
             self.counters.incr("pinger_queue_full")
+
+    def _close_mailboxes(self) -> None:
+        # Producers parked on a full mailbox fail instead of waiting for a dead consumer.
+        for box in (self._eth_box, self._ip_box, self._icmp_box, self.udp.inbox, self.tcp.inbox):
+            box.close()
 
     async def _run(self, nursery: trio.Nursery) -> None:
         await nursery.start(self.link.run)
+        await nursery.start(self.clock.run)
         for task in (
             self._ethernet_task,
             self._ipv4_task,
@@ -547,6 +565,7 @@ async def open_stack(
                     linger.deadline = trio.current_time() + stack.config.shutdown_linger
                     await stack.tcp.shutdown()
                 stack._closed = True
+                stack._close_mailboxes()
                 nursery.cancel_scope.cancel()
         if failure is not None:
             raise failure

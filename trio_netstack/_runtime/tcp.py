@@ -47,7 +47,7 @@ from ..proto.tcp.demux import Listener, TcpDemux
 from ..proto.tcp.isn import IsnGenerator
 from ..wire import icmp as wicmp
 from ..wire import tcp as wtcp
-from .channels import receive_batch, send_upward
+from .channels import Mailbox, send_upward
 
 if TYPE_CHECKING:
     from .stack import Stack
@@ -63,7 +63,7 @@ class ConnectionHandle:
     def __init__(self, layer: TcpLayer, conn: TcpConnection) -> None:
         self.layer = layer
         self.conn = conn
-        self.send, self.inbox = trio.open_memory_channel[tuple[str, Any]](CONNECTION_QUEUE)
+        self.inbox: Mailbox[tuple[str, Any]] = Mailbox(CONNECTION_QUEUE, layer.stack.clock)
         self.lot = trio.lowlevel.ParkingLot()
         self.kicked = False
         self.finished = trio.Event()  # the task ended (CLOSED, or handed to TIME_WAIT)
@@ -73,7 +73,7 @@ class ConnectionHandle:
         """Wake the connection task to send what the application's call produced."""
         if not self.kicked and not self.finished.is_set():
             self.kicked = True
-            if not send_upward(self.send, ("kick", None)):
+            if not send_upward(self.inbox, ("kick", None)):
                 self.kicked = False
 
     async def wait_change(self) -> None:
@@ -95,9 +95,7 @@ class TcpLayer:
             rng.randrange,
             stack.config.tcp_demux,
         )
-        self.send_channel, self._inbox = trio.open_memory_channel[tuple[str, list[Any]]](
-            stack.config.layer_queue
-        )
+        self.inbox: Mailbox[tuple[str, list[Any]]] = Mailbox(stack.config.layer_queue, stack.clock)
         self.handles: dict[TcpConnection, ConnectionHandle] = {}
         self._nursery: trio.Nursery | None = None
         self._finished_totals: dict[str, int] = {}  # totals of connections that ended
@@ -123,7 +121,7 @@ class TcpLayer:
         stack = self.stack
         while True:
             deadline = demux.next_time_wait_expiry()
-            messages = await receive_batch(self._inbox, math.inf if deadline is None else deadline)
+            messages = await self.inbox.get_batch(math.inf if deadline is None else deadline)
             now = trio.current_time()
             per_conn: dict[TcpConnection, list[wtcp.TcpSegment]] = {}
             for kind, items in messages:
@@ -146,12 +144,12 @@ class TcpLayer:
             demux.accepted.clear()
             for conn, segments in per_conn.items():
                 handle = self.handles.get(conn)
-                if handle is None or not send_upward(handle.send, ("segments", segments)):
+                if handle is None or not send_upward(handle.inbox, ("segments", segments)):
                     demux.counters.incr("connection_queue_full")
             demux.expire_time_wait(now)
             if demux.out:
                 out, demux.out = demux.out, []
-                await stack.send_datagrams(
+                await stack.queue_datagrams(
                     [
                         OutDatagram(dst, wtcp.PROTO_TCP, seg, src=src, dont_fragment=True)
                         for src, dst, seg in out
@@ -191,7 +189,7 @@ class TcpLayer:
             return
         handle = self.handles.get(conn)
         if handle is not None:
-            send_upward(handle.send, ("icmp", report))
+            send_upward(handle.inbox, ("icmp", report))
 
     # --- connection tasks --------------------------------------------------------------
 
@@ -232,9 +230,7 @@ class TcpLayer:
         try:
             while True:
                 deadline = conn.get_timer()
-                messages = await receive_batch(
-                    handle.inbox, math.inf if deadline is None else deadline
-                )
+                messages = await handle.inbox.get_batch(math.inf if deadline is None else deadline)
                 handle.kicked = False
                 now = trio.current_time()
                 for kind, payload in messages:
@@ -252,7 +248,7 @@ class TcpLayer:
                     handle.listener = None
                 if conn.out:
                     out, conn.out = conn.out, []
-                    await stack.send_datagrams(
+                    await stack.queue_datagrams(
                         [
                             OutDatagram(
                                 conn.remote_ip,
@@ -280,6 +276,7 @@ class TcpLayer:
                 # The stack is shutting down: streams still held fail clearly.
                 conn.app_abort(trio.current_time(), OSError(errno.ENETDOWN, "the stack was closed"))
                 self.demux.remove(conn)
+            handle.inbox.close()
             handle.finished.set()
             handle.lot.unpark_all()
             if handle.listener is not None:

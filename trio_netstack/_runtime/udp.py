@@ -25,7 +25,7 @@ from ..proto.udp import Endpoint, UdpDemux
 from ..wire import icmp as wicmp
 from ..wire import udp as wudp
 from ..wire.addr import ip_to_str
-from .channels import receive_batch, send_upward
+from .channels import Mailbox, offer
 from .ping import resolve_ipv4_literal
 
 if TYPE_CHECKING:
@@ -193,7 +193,7 @@ class UdpSocket:
     # --- used by the layer -----------------------------------------------------------
 
     def _deliver(self, payload: bytes, src: int, sport: int) -> None:
-        if send_upward(self._send_q, (payload, (ip_to_str(src), sport))):
+        if offer(self._send_q, (payload, (ip_to_str(src), sport))):
             self._counts["received"] += 1
             self._counts["bytes_received"] += len(payload)
         else:
@@ -204,7 +204,7 @@ class UdpSocket:
         self._counts["errors"] += 1
         if self._endpoint.remote_ip:  # like Linux: only connected sockets see errors
             self._error = exc
-            send_upward(self._send_q, None)
+            offer(self._send_q, None)
 
     def _raise_pending(self) -> None:
         if self._error is not None:
@@ -230,16 +230,14 @@ class UdpLayer:
         self.stack = stack
         rng = random.Random(seed)
         self.demux: UdpDemux[UdpSocket] = UdpDemux(rng.randrange)
-        self.send_channel, self._inbox = trio.open_memory_channel[tuple[str, list[Any]]](
-            stack.config.layer_queue
-        )
+        self.inbox: Mailbox[tuple[str, list[Any]]] = Mailbox(stack.config.layer_queue)
 
     async def run(self, *, task_status: trio.TaskStatus[None]) -> None:
         demux = self.demux
         stack = self.stack
         task_status.started()
         while True:
-            messages = await receive_batch(self._inbox)
+            messages = await self.inbox.get_batch()
             unreachable = []
             for kind, items in messages:
                 if kind == "rx":
