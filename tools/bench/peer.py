@@ -218,7 +218,16 @@ def udp_flood(host: str, port: int, n: int, window: int) -> None:
     emit({"sent": sent, "received": received, "seconds": elapsed})
 
 
+def _room_for(n: int) -> None:
+    # Thousands of held sockets need more descriptors than the usual soft limit of 1024.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = n + 256
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, max(hard, want)))
+
+
 def hold(host: str, port: int, n: int) -> None:
+    _room_for(n)
     conns = [socket.create_connection((host, port), timeout=TIMEOUT) for _ in range(n)]
     ready()
     r, _, _ = select.select([sys.stdin], [], [], 120)  # run.py closes stdin when done
@@ -228,6 +237,7 @@ def hold(host: str, port: int, n: int) -> None:
 
 
 def hold_server(port: int) -> None:
+    _room_for(20000)
     ls = listen(port)
     ls.settimeout(None)  # runs until killed by run.py
     ready()

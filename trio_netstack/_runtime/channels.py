@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections import deque
 from typing import Generic, TypeVar
 
 import trio
@@ -77,7 +76,7 @@ class Mailbox(Generic[T]):
         self._rang = False  # the clock rang while the consumer was busy
         self._items: list[T] = []
         self._waiter: Task | None = None  # the consumer, parked in get_batch
-        self._senders: deque[Task] = deque()  # producers parked in put (mailbox full)
+        self._senders: list[Task] = []  # producers parked in put (mailbox full)
         self._closed = False
 
     def __len__(self) -> int:
@@ -173,7 +172,7 @@ class Mailbox(Generic[T]):
             self._clock.disarm(self)
         self._closed = True
         self._items = []
-        senders, self._senders = self._senders, deque()
+        senders, self._senders = self._senders, []
         for task in senders:
             trio.lowlevel.reschedule(task)
 

@@ -60,28 +60,38 @@ TSO_MAX_PAYLOAD = 64000  # a super-segment stays below 65535 bytes with its head
 class ConnectionHandle:
     """What the runtime keeps per connection: its inbox and the parked application tasks."""
 
+    __slots__ = ("conn", "finished", "inbox", "kicked", "layer", "listener", "lot")
+
     def __init__(self, layer: TcpLayer, conn: TcpConnection) -> None:
         self.layer = layer
         self.conn = conn
         self.inbox: Mailbox[tuple[str, Any]] = Mailbox(CONNECTION_QUEUE, layer.stack.clock)
-        self.lot = trio.lowlevel.ParkingLot()
+        # Made when an application task first parks: most idle connections have none.
+        self.lot: trio.lowlevel.ParkingLot | None = None
         self.kicked = False
-        self.finished = trio.Event()  # the task ended (CLOSED, or handed to TIME_WAIT)
+        self.finished = False  # the task ended (CLOSED, or handed to TIME_WAIT)
         self.listener: Listener[TcpListener] | None = None
 
     def kick(self) -> None:
         """Wake the connection task to send what the application's call produced."""
-        if not self.kicked and not self.finished.is_set():
+        if not self.kicked and not self.finished:
             self.kicked = True
             if not send_upward(self.inbox, ("kick", None)):
                 self.kicked = False
 
     async def wait_change(self) -> None:
         """Park until the connection task finished a round (or the connection ended)."""
-        if self.finished.is_set():
+        if self.finished:
             await trio.lowlevel.checkpoint()
             return
+        if self.lot is None:
+            self.lot = trio.lowlevel.ParkingLot()
         await self.lot.park()
+
+    def wake(self) -> None:
+        """Unpark the application tasks waiting in :meth:`wait_change`."""
+        if self.lot:
+            self.lot.unpark_all()
 
 
 class TcpLayer:
@@ -230,38 +240,14 @@ class TcpLayer:
         try:
             while True:
                 deadline = conn.get_timer()
-                messages = await handle.inbox.get_batch(math.inf if deadline is None else deadline)
-                handle.kicked = False
-                now = trio.current_time()
-                for kind, payload in messages:
-                    if kind == "segments":
-                        for seg in payload:
-                            conn.on_segment(seg, now)
-                    elif kind == "icmp":
-                        self._apply_icmp(conn, payload, now)
-                timer = conn.get_timer()
-                if timer is not None and timer <= now:
-                    conn.handle_timer(now)
-                if handle.listener is not None and conn.state not in (SYN_RECEIVED, CLOSED):
-                    if self.demux.established(conn, handle.listener):
-                        handle.listener.handle._wake()
-                    handle.listener = None
+                # No local names the batch or the segments: an idle connection parked
+                # here must not keep its last frames alive (memory per idle connection).
+                now = self._feed(
+                    handle, await handle.inbox.get_batch(math.inf if deadline is None else deadline)
+                )
                 if conn.out:
-                    out, conn.out = conn.out, []
-                    await stack.queue_datagrams(
-                        [
-                            OutDatagram(
-                                conn.remote_ip,
-                                wtcp.PROTO_TCP,
-                                seg,
-                                src=conn.local_ip,
-                                dont_fragment=True,
-                                segmented=len(seg) + 20 > gso_mtu,
-                            )
-                            for seg in out
-                        ]
-                    )
-                handle.lot.unpark_all()
+                    await stack.queue_datagrams(self._datagrams(conn, gso_mtu))
+                handle.wake()
                 if conn.state == TIME_WAIT:
                     self.demux.enter_time_wait(conn, now)
                     return
@@ -277,10 +263,46 @@ class TcpLayer:
                 conn.app_abort(trio.current_time(), OSError(errno.ENETDOWN, "the stack was closed"))
                 self.demux.remove(conn)
             handle.inbox.close()
-            handle.finished.set()
-            handle.lot.unpark_all()
+            handle.finished = True
+            handle.wake()
             if handle.listener is not None:
                 handle.listener.pending.discard(conn)
+
+    def _feed(self, handle: ConnectionHandle, messages: list[tuple[str, Any]]) -> float:
+        """One round of the connection task: its inbox, then its timers; returns now."""
+        conn = handle.conn
+        handle.kicked = False
+        now = trio.current_time()
+        for kind, payload in messages:
+            if kind == "segments":
+                for seg in payload:
+                    conn.on_segment(seg, now)
+            elif kind == "icmp":
+                self._apply_icmp(conn, payload, now)
+        timer = conn.get_timer()
+        if timer is not None and timer <= now:
+            conn.handle_timer(now)
+        if handle.listener is not None and conn.state not in (SYN_RECEIVED, CLOSED):
+            if self.demux.established(conn, handle.listener):
+                handle.listener.handle._wake()
+            handle.listener = None
+        return now
+
+    @staticmethod
+    def _datagrams(conn: TcpConnection, gso_mtu: int) -> list[OutDatagram]:
+        out, conn.out = conn.out, []
+        src, dst = conn.local_ip, conn.remote_ip
+        return [
+            OutDatagram(
+                dst,
+                wtcp.PROTO_TCP,
+                seg,
+                src=src,
+                dont_fragment=True,
+                segmented=len(seg) + 20 > gso_mtu,
+            )
+            for seg in out
+        ]
 
     def _apply_icmp(self, conn: TcpConnection, report: IcmpErrorReport, now: float) -> None:
         if (report.type, report.code) == (wicmp.DEST_UNREACHABLE, wicmp.UNREACH_FRAG_NEEDED):

@@ -47,6 +47,27 @@ class Rack:
     """RACK state and the sent-segment record, with running byte totals so that
     "pipe" and "is anything lost" cost O(1) per ACK on the loss-free path."""
 
+    # Slots: one per connection (docs/performance.md).
+    __slots__ = (
+        "_head",
+        "_lost",
+        "_sacked",
+        "_segs",
+        "_sent",
+        "_total",
+        "end_seq",
+        "fack",
+        "last_dsack_bump",
+        "lost_marked",
+        "min_rtt",
+        "order",
+        "reo_wnd_mult",
+        "reo_wnd_persist",
+        "reordering_seen",
+        "rtt",
+        "xmit_ts",
+    )
+
     def __init__(self) -> None:
         self._segs: list[SentSegment] = []  # entries before _head are acknowledged
         self._head = 0

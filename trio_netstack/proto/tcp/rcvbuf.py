@@ -14,6 +14,17 @@ from .seq import Seq
 
 
 class ReceiveQueue:
+    # Slots: one per connection (docs/performance.md).
+    __slots__ = (
+        "_ranges",
+        "_recent",
+        "data",
+        "dropped_ranges",
+        "max_ranges",
+        "ooo_bytes",
+        "rcv_nxt",
+    )
+
     def __init__(self, rcv_nxt: Seq, max_ranges: int = 256) -> None:
         self.rcv_nxt = rcv_nxt
         self.data = bytearray()  # in order, not yet read by the application

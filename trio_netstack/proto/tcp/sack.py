@@ -16,6 +16,14 @@ MAX_RANGES = 64
 
 
 class Scoreboard:
+    # Slots: one per connection (docs/performance.md).
+    __slots__ = (
+        "dsacks",
+        "last_dsacks",
+        "newly",
+        "ranges",
+    )
+
     def __init__(self) -> None:
         self.ranges: list[tuple[Seq, Seq]] = []  # disjoint, ascending from snd_una
         self.dsacks = 0
