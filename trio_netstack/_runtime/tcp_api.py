@@ -107,6 +107,10 @@ class TcpStream(trio.abc.HalfCloseableStream):
             view = memoryview(data).cast("B") if not isinstance(data, bytes) else data
             sent = 0
             conn = self._conn
+            # A checkpoint, as Trio's streams: cancellable before anything is queued, and
+            # a schedule point (parking for buffer space is one; else one at the end).
+            await trio.lowlevel.checkpoint_if_cancelled()
+            parked = False
             while True:
                 self._check_open()
                 self._raise_if_failed()
@@ -118,9 +122,11 @@ class TcpStream(trio.abc.HalfCloseableStream):
                         sent += taken
                         self._handle.kick()
                 if sent >= len(view):
-                    await trio.lowlevel.checkpoint()
+                    if not parked:
+                        await trio.lowlevel.cancel_shielded_checkpoint()
                     return
                 await self._handle.wait_change()
+                parked = True
         finally:
             self._sending = False
 
@@ -164,16 +170,22 @@ class TcpStream(trio.abc.HalfCloseableStream):
         self._receiving = True
         try:
             conn = self._conn
+            # Cancellable only before data is taken (taken bytes are never lost to a
+            # Cancelled); one schedule point: the park, or a shielded one at the end.
+            await trio.lowlevel.checkpoint_if_cancelled()
+            parked = False
             while True:
                 self._check_open()
                 data = conn.app_receive(max_bytes, trio.current_time())
                 if data is not None:
                     if conn.out:
                         self._handle.kick()  # a window update to send
-                    await trio.lowlevel.checkpoint()
+                    if not parked:
+                        await trio.lowlevel.cancel_shielded_checkpoint()
                     return data
                 self._raise_if_failed()
                 await self._handle.wait_change()
+                parked = True
         finally:
             self._receiving = False
 
@@ -191,7 +203,7 @@ class TcpStream(trio.abc.HalfCloseableStream):
                 else:
                     conn.app_close(now, full=True)
                 self._handle.kick()
-            self._handle.lot.unpark_all()  # wake our own parked senders/receivers
+            self._handle.wake()  # wake our own parked senders/receivers
         await trio.lowlevel.checkpoint()
 
     # --- information -------------------------------------------------------------------
