@@ -187,3 +187,27 @@ async def test_stale_alarms_stay_bounded(autojump_clock: trio.abc.Clock) -> None
     for box in boxes:
         box.close()
     assert len(clock) == 0
+
+
+async def test_cancelled_producer_sees_cancelled_when_closed_too() -> None:
+    # A stopping stack cancels its tasks and closes their mailboxes in one go.
+    box: Mailbox[int] = Mailbox(1)
+    box.put_nowait(0)
+    outcome: list[str] = []
+
+    async def producer(task_status: trio.TaskStatus[trio.CancelScope]) -> None:
+        with trio.CancelScope() as scope:
+            task_status.started(scope)
+            try:
+                await box.put(1)
+            except trio.ClosedResourceError:
+                outcome.append("closed")
+                return
+        outcome.append("cancelled" if scope.cancelled_caught else "returned")
+
+    async with trio.open_nursery() as nursery:
+        scope = await nursery.start(producer)
+        await trio.testing.wait_all_tasks_blocked()
+        box.close()  # reschedules the producer before the cancel can abort its wait
+        scope.cancel()
+    assert outcome == ["cancelled"]

@@ -106,6 +106,9 @@ class Mailbox(Generic[T]):
         """Queue ``item``, waiting while the mailbox is full (see the module notes)."""
         while not self.put_nowait(item):
             if self._closed:
+                # A stack stopping cancels its tasks as it closes their mailboxes: a
+                # cancelled producer sees Cancelled, not an error of its own.
+                await trio.lowlevel.checkpoint_if_cancelled()
                 raise trio.ClosedResourceError("the receiving layer has stopped")
             task = trio.lowlevel.current_task()
             self._senders.append(task)

@@ -565,8 +565,8 @@ async def open_stack(
                     linger.deadline = trio.current_time() + stack.config.shutdown_linger
                     await stack.tcp.shutdown()
                 stack._closed = True
-                stack._close_mailboxes()
                 nursery.cancel_scope.cancel()
+                stack._close_mailboxes()
         if failure is not None:
             raise failure
     finally:
