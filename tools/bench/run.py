@@ -431,8 +431,22 @@ async def stack_cpu(cfg: argparse.Namespace) -> float:
     return float(cpu / (nbytes / 1e9))
 
 
+async def drain_connections(stack: Any, patience: float = 3.0) -> None:
+    """Wait (bounded) until the stack's connections are gone or stop going away."""
+    last, since = -1, trio.current_time()
+    with trio.move_on_after(HOLD_TIMEOUT):
+        while count := stack.statistics().tcp["connections"]:
+            if count != last:
+                last, since = count, trio.current_time()
+            elif trio.current_time() - since > patience:
+                return
+            await trio.sleep(0.1)
+
+
 async def stack_memory(lab: Any, cfg: argparse.Namespace, held: list[int]) -> float:
     """KiB of Python allocations per idle connection held by the stack (tracemalloc)."""
+    import trio_netstack
+
     held.clear()
     gc.collect()
     tracemalloc.start()
@@ -452,10 +466,20 @@ async def stack_memory(lab: Any, cfg: argparse.Namespace, held: list[int]) -> fl
             await trio.sleep(0.3)
             gc.collect()
             used, _ = tracemalloc.get_traced_memory()
+            # A graceful close (the holder closes its sockets when stdin closes): killed,
+            # the kernel would orphan thousands of sockets and may drop them silently,
+            # leaving the stack's side established for good (no keepalive).
+            assert holder.stdin is not None
+            holder.stdin.close()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                await trio.to_thread.run_sync(lambda: holder.wait(timeout=60))
         finally:
             stop_proc(holder)
     finally:
         tracemalloc.stop()
+    # Tearing down thousands of connections takes the stack seconds: let it finish before
+    # the next measurement, or that one would share the CPU with it.
+    await drain_connections(trio_netstack.current_stack())
     return float(used / 1024 / cfg.held)
 
 

@@ -208,6 +208,9 @@ class Stack:
 
     async def queue_datagrams(self, datagrams: list[OutDatagram]) -> None:
         if self._closed:
+            # The stack closes and cancels its tasks at once: its own tasks (a connection
+            # still flushing) end with Cancelled, not with an error of their own.
+            await trio.lowlevel.checkpoint_if_cancelled()
             raise trio.ClosedResourceError("the stack is closed")
         await self._ip_box.put(("tx", datagrams))
 
