@@ -102,6 +102,24 @@ class Mailbox(Generic[T]):
             trio.lowlevel.reschedule(waiter)
         return True
 
+    @property
+    def idle(self) -> bool:
+        """The consumer is parked in :meth:`get_batch` and nothing is queued for it."""
+        return self._waiter is not None and not self._items and not self._closed
+
+    def wake_by(self, deadline: float | None) -> None:
+        """Make sure a parked consumer wakes by ``deadline`` (None: no change).
+
+        For work done on the consumer's behalf while it was parked (a machine fed
+        synchronously by another task) that moved the consumer's next deadline earlier.
+        """
+        if deadline is None or deadline >= self._alarm or self._waiter is None:
+            return
+        if self._clock is None or deadline <= trio.current_time():
+            self._ring()  # it re-reads its deadline on waking
+        else:
+            self._clock.arm(self, deadline)
+
     async def put(self, item: T) -> None:
         """Queue ``item``, waiting while the mailbox is full (see the module notes)."""
         while not self.put_nowait(item):

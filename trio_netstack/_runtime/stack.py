@@ -4,19 +4,24 @@ Theory of operation
 -------------------
 ::
 
-    device --(link_rx)--> ethernet --up--> ipv4 --up--> icmp
-           <--send_batch--         <-down--      <-down--
+    device --(link_rx: Ethernet demux)--> ipv4 --up--> icmp / udp / tcp
+                     `--ARP--> ethernet (ARP, its timers, frames the device refused)
+    device <--try_send-- queue_datagrams (IPv4 output + ARP, in the sending task)
 
 ``open_stack`` starts, in its own nursery, the link's background task and one
-task per layer: ``link_rx`` (drains the device), ``ethernet`` (Ethernet input,
-ARP and framing), ``ipv4`` and ``icmp``. Each layer task owns its machine from
+task per layer: ``link_rx`` (drains the device and sorts frames by EtherType),
+``ethernet`` (ARP and the transmit backlog), ``ipv4`` (input, reassembly),
+``icmp``, ``udp`` and ``tcp``. Each layer task owns its input machine from
 ``proto/``, sleeps until a message arrives or the machine's next timer, feeds
 the machine with the current time, and forwards what the machine produced.
 
 Messages are ``(kind, list)`` tuples so one wake-up moves a whole batch.
 Upward hops use ``send_nowait`` and count a drop when the next layer is
-saturated; downward hops ``await send`` (backpressure towards the producer).
-Blocking edges only point down, so no cycle of blocking sends exists.
+saturated. The transmit path is synchronous in the sender's task (see
+:meth:`Stack.queue_datagrams`); only frames the device cannot take at once go
+down a channel, to the ethernet task, and a sender waits for room there
+(backpressure). Blocking edges only point down, so no cycle of blocking sends
+exists.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from typing import Any
 import attrs
 import trio
 
-from ..link.base import Link, LinkError, RxFrame
+from ..link.base import Link, LinkError
 from ..proto.arp import ArpMachine, NeighbourInfo
 from ..proto.counters import Counters
 from ..proto.ethernet import KIND_ARP, KIND_IPV4, EthernetInput
@@ -123,6 +128,7 @@ class Stack:
         self._pingers: dict[int, trio.MemorySendChannel[EchoReply | IcmpErrorReport]] = {}
         self._next_echo_id = secret & 0xFFFF
         self._closed = False
+        self._tx_queued = 0  # frames waiting in the ethernet task for the device
 
     # --- public surface --------------------------------------------------------------
 
@@ -207,12 +213,81 @@ class Stack:
         await trio.lowlevel.cancel_shielded_checkpoint()
 
     async def queue_datagrams(self, datagrams: list[OutDatagram]) -> None:
+        """Route, frame and transmit datagrams in the calling task (no hop, no yield).
+
+        The transmit path runs in the sender's task, as Linux's ``ip_output`` and
+        ``dev_queue_xmit`` run in the sending process: IPv4 output (routing,
+        identification, fragmentation) and ARP resolution are synchronous calls into
+        their machines, and the frames go to the device with a non-blocking write.
+        Only what the device cannot take now is queued for the ethernet task, which
+        waits for the device; while anything is queued there, later frames queue
+        behind it so the device sees every frame in the order it was produced. The
+        receive path and every timer stay in the layer tasks.
+        """
         if self._closed:
             # The stack closes and cancels its tasks at once: its own tasks (a connection
             # still flushing) end with Cancelled, not with an error of their own.
             await trio.lowlevel.checkpoint_if_cancelled()
             raise trio.ClosedResourceError("the stack is closed")
-        await self._ip_box.put(("tx", datagrams))
+        frames = self._frame(datagrams)
+        if frames:
+            await self._transmit(frames)
+
+    def can_transmit_now(self) -> bool:
+        """Whether :meth:`transmit_nowait` may be used: nothing waits for the device."""
+        return not self._tx_queued and not self._closed
+
+    def transmit_nowait(self, datagrams: list[OutDatagram]) -> None:
+        """:meth:`queue_datagrams` without waiting, when :meth:`can_transmit_now`.
+
+        What the device cannot take at once becomes one message for the ethernet task
+        (which then has nothing else to send); if even that finds the mailbox full the
+        frames are dropped and counted, as a full device queue drops (TCP recovers).
+        """
+        frames = self._frame(datagrams)
+        if not frames:
+            return
+        done = self.link.try_send(frames)
+        if done < len(frames):
+            rest = frames[done:]
+            if send_upward(self._eth_box, ("tx", rest)):
+                self._tx_queued += len(rest)
+            else:
+                self.counters.incr("tx_queue_full", len(rest))
+
+    def _frame(self, datagrams: list[OutDatagram]) -> list[bytes]:
+        now = trio.current_time()
+        ipv4 = self._ipv4
+        arp = self._arp
+        for datagram in datagrams:
+            try:
+                packets = ipv4.output(datagram, now)
+            except OSError as exc:  # no route, too big: counted by reason
+                self.counters.incr(f"tx_error_{exc.errno}")
+                continue
+            for next_hop, packet in packets:
+                arp.output(next_hop, packet, now)
+        if arp.unreachable or arp.timers_changed:
+            # A resolution started (its retry timer) or failed: the ethernet task owns
+            # ARP's timers and reports unreachable neighbours.
+            self._kick_ethernet()
+        frames, arp.frames_out = arp.frames_out, []
+        return frames
+
+    async def _transmit(self, frames: list[bytes]) -> None:
+        if not self._tx_queued:
+            done = self.link.try_send(frames)
+            if done >= len(frames):
+                return
+            frames = frames[done:]
+        # The device is full (or cannot send synchronously): the ethernet task waits
+        # for it. Waiting here for room in its mailbox is the backpressure.
+        self._tx_queued += len(frames)
+        try:
+            await self._eth_box.put(("tx", frames))
+        except BaseException:
+            self._tx_queued -= len(frames)
+            raise
 
     def request_icmp_errors(self, requests: list[tuple[int, int, Delivery]]) -> None:
         """Ask the ICMP layer (without blocking) to report errors about received datagrams."""
@@ -243,51 +318,75 @@ class Stack:
         send_upward(self._eth_box, ("kick", []))
 
     async def _link_rx(self, *, task_status: trio.TaskStatus[None]) -> None:
+        # The device's receive task also demultiplexes by EtherType (Linux does this in
+        # the driver's NAPI poll, eth_type_trans): IPv4 goes straight to the IPv4 task,
+        # ARP to the ethernet task. One hop fewer for every received packet.
         link = self.link
-        eth = self._eth_box
+        classify = self._ethernet.classify_untrusted
+        ip_box = self._ip_box
+        eth_box = self._eth_box
+        counters = self.counters
         task_status.started()
         while True:
             try:
                 batch = await link.receive_batch()
             except (trio.ClosedResourceError, trio.BrokenResourceError):
                 return
-            if not send_upward(eth, ("rx", batch)):
-                self.counters.incr("ethernet_queue_full", len(batch))
+            to_ip: list[tuple[memoryview, int]] = []
+            to_arp: list[memoryview] = []
+            for data, flags in batch:
+                result = classify(data)
+                if result is None:
+                    continue
+                if result[0] == KIND_IPV4:
+                    to_ip.append((result[1], flags))
+                elif result[0] == KIND_ARP:
+                    to_arp.append(result[1])
+            if to_ip and not send_upward(ip_box, ("rx", to_ip)):
+                counters.incr("ipv4_queue_full", len(to_ip))
+            if to_arp and not send_upward(eth_box, ("arp", to_arp)):
+                counters.incr("ethernet_queue_full", len(to_arp))
 
     async def _ethernet_task(self, *, task_status: trio.TaskStatus[None]) -> None:
+        """ARP (input, timers, resolutions) and the frames the device could not take."""
         arp = self._arp
-        classify = self._ethernet.classify_untrusted
         inbox = self._eth_box
+        link = self.link
         task_status.started()
         while True:
+            arp.timers_changed = False
             deadline = arp.get_timer()
             messages = await inbox.get_batch(math.inf if deadline is None else deadline)
             now = trio.current_time()
-            to_ip: list[tuple[memoryview, int]] = []
+            queued: list[bytes] = []  # counted in _tx_queued by their producers
             for kind, items in messages:
-                if kind == "rx":
-                    frame: RxFrame
-                    for frame in items:
-                        result = classify(frame[0])
-                        if result is None:
-                            continue
-                        if result[0] == KIND_IPV4:
-                            to_ip.append((result[1], frame[1]))
-                        elif result[0] == KIND_ARP:
-                            arp.input_untrusted(result[1], now)
+                if kind == "arp":
+                    for payload in items:
+                        arp.input_untrusted(payload, now)
                 elif kind == "tx":
-                    for next_hop, packet in items:
-                        arp.output(next_hop, packet, now)
+                    queued.extend(items)
             arp.handle_timer(now)
-            if to_ip and not send_upward(self._ip_box, ("rx", to_ip)):
-                self.counters.incr("ipv4_queue_full", len(to_ip))
             if arp.unreachable:
                 failed, arp.unreachable = arp.unreachable, []
                 if not send_upward(self._ip_box, ("unreachable", failed)):
                     self.counters.incr("ipv4_queue_full", len(failed))
-            if arp.frames_out:
-                frames, arp.frames_out = arp.frames_out, []
-                await self.link.send_batch(frames)
+            # Packets released by a resolution and ARP's own frames go after what
+            # waited for the device (all of it is in this round's batch or later).
+            frames = queued + arp.frames_out if arp.frames_out else queued
+            arp.frames_out = []
+            if not frames:
+                continue
+            self._tx_queued += len(frames) - len(queued)
+            try:
+                done = link.try_send(frames)
+                self._tx_queued -= done
+                if done < len(frames):
+                    rest = frames[done:]
+                    await link.send_batch(rest)
+                    self._tx_queued -= len(rest)
+            except BaseException:
+                self._tx_queued = 0  # the stack is stopping (or the device failed)
+                raise
 
     async def _ipv4_task(self, *, task_status: trio.TaskStatus[None]) -> None:
         ipv4 = self._ipv4
@@ -300,7 +399,6 @@ class Stack:
             to_icmp: list[Delivery] = []
             to_udp: list[Delivery] = []
             to_tcp: list[Delivery] = []
-            down: list[tuple[int, bytes]] = []
             # Errors to send: (type, code, delivery-or-(header, data))
             errors: list[ErrorRequest] = []
             unreachable: list[bytes] = []
@@ -329,12 +427,6 @@ class Stack:
                                     delivery.broadcast,
                                 )
                             )
-                elif kind == "tx":
-                    for datagram in items:
-                        try:
-                            down.extend(ipv4.output(datagram, now))
-                        except OSError as exc:  # no route, too big: counted by reason
-                            self.counters.incr(f"tx_error_{exc.errno}")
                 elif kind == "unreachable":
                     for _ip, packets in items:
                         unreachable.extend(packets)
@@ -355,8 +447,6 @@ class Stack:
                 message = ("rx", [to_icmp, errors, unreachable])
                 if not send_upward(self._icmp_box, message):
                     self.counters.incr("icmp_queue_full")
-            if down:
-                await self._eth_box.put(("tx", down))
 
     async def _icmp_task(self, *, task_status: trio.TaskStatus[None]) -> None:
         icmp = self._icmp
@@ -411,7 +501,7 @@ class Stack:
                     self.counters.incr("tcp_queue_full", len(for_tcp))
             if icmp.out:
                 out, icmp.out = icmp.out, []
-                await self._ip_box.put(("tx", out))
+                await self.queue_datagrams(out)
 
     def _learn_pmtu(self, report: IcmpErrorReport, now: float) -> None:
         # RFC 1191: only about a datagram we sent (the quoted source is ours).

@@ -120,7 +120,7 @@ class TcpStream(trio.abc.HalfCloseableStream):
                     taken = conn.app_send(view[sent:], trio.current_time())
                     if taken:
                         sent += taken
-                        self._handle.kick()
+                        self._handle.flush()
                 if sent >= len(view):
                     if not parked:
                         await trio.lowlevel.cancel_shielded_checkpoint()
@@ -179,7 +179,7 @@ class TcpStream(trio.abc.HalfCloseableStream):
                 data = conn.app_receive(max_bytes, trio.current_time())
                 if data is not None:
                     if conn.out:
-                        self._handle.kick()  # a window update to send
+                        self._handle.flush()  # a window update to send
                     if not parked:
                         await trio.lowlevel.cancel_shielded_checkpoint()
                     return data

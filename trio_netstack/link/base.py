@@ -78,6 +78,19 @@ class Link(abc.ABC):
         ``stats.tx_dropped`` and skipped; it never raises for one bad frame.
         """
 
+    def try_send(self, frames: Sequence[bytes | bytearray | memoryview]) -> int:
+        """Send frames from the first without waiting; return how many were handled.
+
+        Stops at the first frame the device cannot take now (queue full); a frame it
+        refuses outright counts as handled (``stats.tx_dropped``), as in
+        :meth:`send_batch`. This is the transmit fast path: the stack calls it from the
+        task that produced the frames, as Linux's ``dev_queue_xmit`` runs in the
+        sender's context, and hands what is left to :meth:`send_batch` in its
+        ethernet task. A link that cannot send synchronously returns 0 (the default).
+        Raises trio.ClosedResourceError after aclose().
+        """
+        return 0
+
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Background work of the link (e.g. releasing delayed frames), run by the stack.
 

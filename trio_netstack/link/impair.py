@@ -364,6 +364,15 @@ class ImpairedLink(Link):
         else:
             await trio.lowlevel.checkpoint()
 
+    def try_send(self, frames: Sequence[bytes | bytearray | memoryview]) -> int:
+        # Impaired sends (loss, delay, reordering) go through send_batch, which may
+        # hold frames; an unimpaired direction passes straight through.
+        if self._closed:
+            raise trio.ClosedResourceError("impaired link is closed")
+        if self._tx is None:
+            return self.inner.try_send(frames)
+        return 0
+
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run the inner link's background work and release delayed sends on time."""
         async with trio.open_nursery() as nursery:

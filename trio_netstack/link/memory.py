@@ -112,6 +112,12 @@ class MemoryLink(Link):
         return batch
 
     async def send_batch(self, frames: Sequence[bytes | bytearray | memoryview]) -> None:
+        self.try_send(frames)
+        # Sending never blocks, but an async API call should still be a checkpoint
+        # so a sender in a tight loop lets the receivers run.
+        await trio.lowlevel.checkpoint()
+
+    def try_send(self, frames: Sequence[bytes | bytearray | memoryview]) -> int:
         if self._closed:
             raise trio.ClosedResourceError("memory link is closed")
         stats = self.stats
@@ -128,9 +134,7 @@ class MemoryLink(Link):
             stats.tx_bytes += len(data)
         if out:
             self._hub._deliver(self, out)
-        # Sending never blocks, but an async API call should still be a checkpoint
-        # so a sender in a tight loop lets the receivers run.
-        await trio.lowlevel.checkpoint()
+        return len(frames)
 
     async def aclose(self) -> None:
         if not self._closed:

@@ -180,26 +180,35 @@ class PacketLink(Link):
 
     async def send_batch(self, frames: Sequence[bytes | bytearray | memoryview]) -> None:
         # As for TAP: no checkpoint unless the socket buffer is full.
+        done = 0
+        while True:
+            done += self.try_send(frames[done:] if done else frames)
+            if done >= len(frames):
+                return
+            async with self._write_lock:
+                await trio.lowlevel.wait_writable(self._sock)
+
+    def try_send(self, frames: Sequence[bytes | bytearray | memoryview]) -> int:
         stats = self.stats
         sock = self._sock
+        done = 0
         for frame in frames:
-            while True:
-                if self._closed:
-                    raise trio.ClosedResourceError("packet link is closed")
-                try:
-                    sent = sock.send(frame)
-                except BlockingIOError:
-                    async with self._write_lock:
-                        await trio.lowlevel.wait_writable(sock)
+            if self._closed:
+                raise trio.ClosedResourceError("packet link is closed")
+            try:
+                sent = sock.send(frame)
+            except BlockingIOError:
+                return done
+            except OSError as exc:
+                if exc.errno in _FRAME_REFUSED:
+                    stats.tx_dropped += 1
+                    done += 1
                     continue
-                except OSError as exc:
-                    if exc.errno in _FRAME_REFUSED:
-                        stats.tx_dropped += 1
-                        break
-                    raise trio.BrokenResourceError(f"sending on {self.name!r}: {exc}") from exc
-                stats.tx_frames += 1
-                stats.tx_bytes += sent
-                break
+                raise trio.BrokenResourceError(f"sending on {self.name!r}: {exc}") from exc
+            stats.tx_frames += 1
+            stats.tx_bytes += sent
+            done += 1
+        return done
 
     async def aclose(self) -> None:
         if not self._closed:

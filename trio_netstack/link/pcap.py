@@ -151,6 +151,15 @@ class PcapLink(Link):
                 write(frame, now)
         await self.inner.send_batch(frames)
 
+    def try_send(self, frames: Sequence[bytes | bytearray | memoryview]) -> int:
+        done = self.inner.try_send(frames)
+        if done and not self.writer.closed:
+            now = time.time()
+            write = self.writer.write
+            for i in range(done):
+                write(frames[i], now)
+        return done
+
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         await self.inner.run(task_status=task_status)
 

@@ -170,9 +170,19 @@ class TapLink(Link):
         # No checkpoint when every write succeeds: the caller's own channel receive
         # already yields, and a checkpoint per batch would double the cost of a
         # small batch. We wait only when the device queue is full.
+        done = 0
+        while True:
+            done += self.try_send(frames[done:] if done else frames)
+            if done >= len(frames):
+                return
+            async with self._write_lock:
+                await trio.lowlevel.wait_writable(self._fd)
+
+    def try_send(self, frames: Sequence[bytes | bytearray | memoryview]) -> int:
         stats = self.stats
         write = os.write
         offload = self.offload
+        done = 0
         for original in frames:
             if not offload:
                 frame: bytes | bytearray | memoryview = original
@@ -181,28 +191,27 @@ class TapLink(Link):
                 self.tso_frames += 1
             else:
                 frame = _NO_VNET_HDR + original
-            while True:
-                fd = self._fd
-                if fd < 0:
-                    raise trio.ClosedResourceError("TAP link is closed")
-                try:
-                    written = write(fd, frame)
-                except BlockingIOError:
-                    async with self._write_lock:
-                        await trio.lowlevel.wait_writable(fd)
+            fd = self._fd
+            if fd < 0:
+                raise trio.ClosedResourceError("TAP link is closed")
+            try:
+                written = write(fd, frame)
+            except BlockingIOError:
+                return done
+            except OSError as exc:
+                if exc.errno in _FRAME_REFUSED:
+                    stats.tx_dropped += 1
+                    done += 1
                     continue
-                except OSError as exc:
-                    if exc.errno in _FRAME_REFUSED:
-                        stats.tx_dropped += 1
-                        break
-                    if exc.errno == errno.EBADFD:
-                        raise trio.BrokenResourceError(
-                            f"TAP device {self.name!r} was deleted while open"
-                        ) from exc
-                    raise trio.BrokenResourceError(f"writing TAP {self.name!r}: {exc}") from exc
-                stats.tx_frames += 1
-                stats.tx_bytes += written - (_VNET_LEN if offload else 0)
-                break
+                if exc.errno == errno.EBADFD:
+                    raise trio.BrokenResourceError(
+                        f"TAP device {self.name!r} was deleted while open"
+                    ) from exc
+                raise trio.BrokenResourceError(f"writing TAP {self.name!r}: {exc}") from exc
+            stats.tx_frames += 1
+            stats.tx_bytes += written - (_VNET_LEN if offload else 0)
+            done += 1
+        return done
 
     def _tso_frame(self, frame: bytes | bytearray | memoryview) -> bytes:
         """A virtio header asking the kernel to cut an IPv4/TCP super-segment at the MTU.

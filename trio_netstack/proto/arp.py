@@ -90,6 +90,9 @@ class ArpMachine:
         self.counters = Counters()
         self.frames_out: list[bytes] = []
         self.unreachable: list[tuple[int, list[bytes]]] = []
+        # Set when a deadline is added; whoever runs the timers clears it. Lets a caller
+        # outside the timer's task (the transmit path) see cheaply that it must wake it.
+        self.timers_changed = False
         self._entries: dict[int, _Entry] = {}
         self._heap: list[tuple[float, int]] = []  # (deadline, ip); stale items skipped
         self._queued = 0
@@ -329,10 +332,12 @@ class ArpMachine:
     def _ensure_gc(self, now: float) -> None:
         if self._next_gc is None:
             self._next_gc = now + self.config.gc_interval
+            self.timers_changed = True
 
     def _schedule(self, entry: _Entry, deadline: float) -> None:
         entry.deadline = deadline
         heapq.heappush(self._heap, (deadline, entry.ip))
+        self.timers_changed = True
 
     # --- helpers ---------------------------------------------------------------------
 

@@ -8,6 +8,8 @@ import attrs
 
 from ..wire.addr import LIMITED_BROADCAST, ip_to_str, prefix_mask
 
+ROUTE_CACHE_ENTRIES = 4096
+
 
 class NoRouteError(OSError):
     """No route to a destination: ``OSError(ENETUNREACH)`` with an actionable message."""
@@ -68,8 +70,14 @@ class RouteTable:
         # Looked up for every packet: kept as sets, rebuilt when an address changes.
         self._local: frozenset[int] = frozenset()
         self._broadcasts: frozenset[int] = frozenset({LIMITED_BROADCAST})
+        # Results by destination: a lookup scans the table and builds a result per
+        # packet otherwise. Cleared on every change and when full (bounded, so a scan
+        # of many destinations cannot grow it; Linux dropped its unbounded route cache
+        # for that reason).
+        self._cache: dict[int, RouteResult] = {}
 
     def _addresses_changed(self) -> None:
+        self._cache.clear()
         self._local = frozenset(i.address for i in self.interfaces)
         self._broadcasts = frozenset(
             {LIMITED_BROADCAST} | {i.broadcast for i in self.interfaces if i.prefix_len < 31}
@@ -108,6 +116,7 @@ class RouteTable:
 
     def set_default_gateway(self, gateway: int | None) -> None:
         self._routes = [r for r in self._routes if not (r.prefix_len == 0 and r.gateway)]
+        self._cache.clear()
         if gateway is not None:
             self.add_route(0, 0, gateway)
 
@@ -128,6 +137,7 @@ class RouteTable:
         return None
 
     def _sort(self) -> None:
+        self._cache.clear()
         self._routes.sort(key=lambda r: r.prefix_len, reverse=True)
 
     def is_local(self, dst: int) -> bool:
@@ -138,6 +148,15 @@ class RouteTable:
 
     def lookup(self, dst: int) -> RouteResult:
         """Choose the next hop and source for ``dst``; raises :class:`NoRouteError`."""
+        found = self._cache.get(dst)
+        if found is None:
+            found = self._lookup(dst)
+            if len(self._cache) >= ROUTE_CACHE_ENTRIES:
+                self._cache.clear()
+            self._cache[dst] = found
+        return found
+
+    def _lookup(self, dst: int) -> RouteResult:
         if dst == LIMITED_BROADCAST:
             # RFC 1122 3.3.6: limited broadcast goes out on the link as a broadcast.
             if not self.interfaces:
