@@ -144,6 +144,32 @@ async def test_one_wakeup_drains_many_frames(tap_lab: Lab) -> None:
         assert max(sizes) == 8 and len(sizes) < n
 
 
+async def test_try_send_and_receive_ready_never_wait(tap_lab: Lab) -> None:
+    # The stack's fast paths: a write from the producing task, a poll per pass.
+    link = await tap_lab.open_stack_link()
+    async with link:
+        n = 5
+        requests = [
+            arp_frame(1, STACK_MAC, f"192.0.2.{120 + i}", tap_lab.kernel_ip, to=BROADCAST)
+            for i in range(n)
+        ]
+        assert link.try_send(requests) == n
+        assert (link.stats.tx_frames, link.stats.tx_bytes) == (n, 60 * n)
+        replies: set[str] = set()
+        with trio.fail_after(5):
+            while len(replies) < n:
+                batch = link.receive_ready() or await link.receive_batch()
+                for frame, _flags in batch:
+                    arp = parse_arp(frame)
+                    if arp is not None and arp[0] == 2:
+                        replies.add(arp[3])
+        assert replies == {f"192.0.2.{120 + i}" for i in range(n)}
+    with pytest.raises(trio.ClosedResourceError):
+        link.receive_ready()
+    with pytest.raises(trio.ClosedResourceError):
+        link.try_send(requests)
+
+
 async def test_errors_are_clear(tap_lab: Lab) -> None:
     ns = tap_lab.netns
     with pytest.raises(LinkError, match=r"'nosuch0' does not exist .*ip tuntap add"):

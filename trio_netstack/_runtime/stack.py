@@ -332,20 +332,28 @@ class Stack:
                 batch = await link.receive_batch()
             except (trio.ClosedResourceError, trio.BrokenResourceError):
                 return
-            to_ip: list[tuple[memoryview, int]] = []
-            to_arp: list[memoryview] = []
-            for data, flags in batch:
-                result = classify(data)
-                if result is None:
-                    continue
-                if result[0] == KIND_IPV4:
-                    to_ip.append((result[1], flags))
-                elif result[0] == KIND_ARP:
-                    to_arp.append(result[1])
-            if to_ip and not send_upward(ip_box, ("rx", to_ip)):
-                counters.incr("ipv4_queue_full", len(to_ip))
-            if to_arp and not send_upward(eth_box, ("arp", to_arp)):
-                counters.incr("ethernet_queue_full", len(to_arp))
+            while batch:
+                to_ip: list[tuple[memoryview, int]] = []
+                to_arp: list[memoryview] = []
+                for data, flags in batch:
+                    result = classify(data)
+                    if result is None:
+                        continue
+                    if result[0] == KIND_IPV4:
+                        to_ip.append((result[1], flags))
+                    elif result[0] == KIND_ARP:
+                        to_arp.append(result[1])
+                if to_ip and not send_upward(ip_box, ("rx", to_ip)):
+                    counters.incr("ipv4_queue_full", len(to_ip))
+                if to_arp and not send_upward(eth_box, ("arp", to_arp)):
+                    counters.incr("ethernet_queue_full", len(to_arp))
+                # NAPI-style: while frames keep coming, poll once per scheduler pass
+                # instead of re-arming the device's readiness (Link.receive_ready).
+                await trio.lowlevel.checkpoint()
+                try:
+                    batch = link.receive_ready()
+                except (trio.ClosedResourceError, trio.BrokenResourceError):
+                    return
 
     async def _ethernet_task(self, *, task_status: trio.TaskStatus[None]) -> None:
         """ARP (input, timers, resolutions) and the frames the device could not take."""

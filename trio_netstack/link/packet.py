@@ -129,6 +129,11 @@ class PacketLink(Link):
                 return frames
             # Only echoes or truncated frames were queued: wait again.
 
+    def receive_ready(self) -> list[RxFrame]:
+        if self._closed:
+            raise trio.ClosedResourceError("packet link is closed")
+        return self._drain()
+
     def _drain(self) -> list[RxFrame]:
         frames: list[RxFrame] = []
         nbytes = 0

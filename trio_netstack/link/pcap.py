@@ -135,8 +135,13 @@ class PcapLink(Link):
         return f"<PcapLink {self.writer.path!r} over {self.inner!r}>"
 
     async def receive_batch(self) -> list[RxFrame]:
-        batch = await self.inner.receive_batch()
-        if not self.writer.closed:
+        return self._record(await self.inner.receive_batch())
+
+    def receive_ready(self) -> list[RxFrame]:
+        return self._record(self.inner.receive_ready())
+
+    def _record(self, batch: list[RxFrame]) -> list[RxFrame]:
+        if batch and not self.writer.closed:
             now = time.time()
             write = self.writer.write
             for frame, _ in batch:

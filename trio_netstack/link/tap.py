@@ -124,6 +124,12 @@ class TapLink(Link):
                 return frames
             # Woken without data (another reader raced us): wait again.
 
+    def receive_ready(self) -> list[RxFrame]:
+        fd = self._fd
+        if fd < 0:
+            raise trio.ClosedResourceError("TAP link is closed")
+        return self._drain(fd)
+
     def _drain(self, fd: int) -> list[RxFrame]:
         frames: list[RxFrame] = []
         nbytes = 0
