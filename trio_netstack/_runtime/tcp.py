@@ -78,11 +78,12 @@ class ConnectionHandle:
         While the connection task is parked with nothing queued, the segments go to
         the device from the caller's task, as Linux's ``tcp_push`` runs in the
         sending process; the task's alarm moves earlier if the call armed a timer
-        (RTO, persist). Otherwise the task is kicked and sends them itself.
+        (RTO, persist). Otherwise the task is kicked and sends them itself (and
+        retires the connection if the call ended it).
         """
         stack = self.layer.stack
-        if self.inbox.idle and stack.can_transmit_now():
-            conn = self.conn
+        conn = self.conn
+        if self.inbox.idle and stack.can_transmit_now() and conn.state not in (TIME_WAIT, CLOSED):
             if conn.out:
                 stack.transmit_nowait(self.layer.datagrams(conn))
             self.inbox.wake_by(conn.get_timer())

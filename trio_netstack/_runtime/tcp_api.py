@@ -154,7 +154,7 @@ class TcpStream(trio.abc.HalfCloseableStream):
             self._eof_sent = True
             if self._conn.state != CLOSED:
                 self._conn.app_close(trio.current_time())
-                self._handle.kick()
+                self._handle.flush()
         await trio.lowlevel.checkpoint()
 
     # --- receiving ---------------------------------------------------------------------
@@ -202,7 +202,7 @@ class TcpStream(trio.abc.HalfCloseableStream):
                     conn.app_abort(now)
                 else:
                     conn.app_close(now, full=True)
-                self._handle.kick()
+                self._handle.flush()
             self._handle.wake()  # wake our own parked senders/receivers
         await trio.lowlevel.checkpoint()
 
