@@ -157,10 +157,7 @@ class TcpLayer:
                     for delivery in items:
                         assert isinstance(delivery, Delivery)
                         found = demux.input_untrusted(
-                            delivery,
-                            bool(delivery.flags & 1),
-                            stack.local_mss(delivery.header.src),
-                            now,
+                            delivery, bool(delivery.flags & 1), stack.local_mss, now
                         )
                         if found is not None:
                             per_conn.setdefault(found[0], []).append(found[1])

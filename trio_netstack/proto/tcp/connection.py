@@ -65,6 +65,10 @@ SYNCHRONIZED = frozenset(
 RECEIVING = frozenset({ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2})
 #: States in which we may still send data.
 SENDING = frozenset({ESTABLISHED, CLOSE_WAIT})
+# States in which the application may still queue data (before the handshake ends too).
+APP_SENDABLE = SENDING | {SYN_SENT, SYN_RECEIVED}
+# States in which queued data and the FIN still go out.
+DATA_OUT = SENDING | {FIN_WAIT_1, CLOSING, LAST_ACK}
 
 DEFAULT_MSS = 536  # RFC 9293 3.7.1: assumed when the peer sends no MSS option
 TS_OPTION_LEN = 12  # NOP NOP TS: what each segment spends on timestamps
@@ -392,7 +396,7 @@ class TcpConnection:
 
     def app_send(self, data: bytes | bytearray | memoryview, now: float) -> int:
         """Queue as much of ``data`` as fits; returns the number of bytes taken."""
-        if self.fin_queued or self.state not in SENDING | {SYN_SENT, SYN_RECEIVED}:
+        if self.fin_queued or self.state not in APP_SENDABLE:
             raise OSError(errno.EPIPE, "the connection is closed for sending")
         take = min(len(data), self.send_space)
         if take:
@@ -1154,7 +1158,7 @@ class TcpConnection:
             self.ack_now = False
             return
         sent_any = False
-        if state in SENDING | {FIN_WAIT_1, CLOSING, LAST_ACK}:
+        if state in DATA_OUT:
             sent_any = self._send_data(now, extra)
         if self.ack_now and not sent_any:
             self._emit(now, self.snd_max, 0, wtcp.ACK)

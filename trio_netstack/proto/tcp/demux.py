@@ -169,9 +169,18 @@ class TcpDemux(Generic[H]):
     # --- input ---------------------------------------------------------------------
 
     def input_untrusted(
-        self, delivery: Delivery, trusted: bool, local_mss: int, now: float
+        self,
+        delivery: Delivery,
+        trusted: bool,
+        local_mss: int | Callable[[int], int],
+        now: float,
     ) -> tuple[TcpConnection, wtcp.TcpSegment] | None:
-        """Find the segment's connection; handle listeners, TIME_WAIT and RSTs here."""
+        """Find the segment's connection; handle listeners, TIME_WAIT and RSTs here.
+
+        ``local_mss`` is our MSS towards the sender, or a function of the sender's
+        address giving it (only a SYN to a listener needs it: a route lookup per
+        segment would be wasted on established connections).
+        """
         header = delivery.header
         if delivery.broadcast:
             self.counters.incr("broadcast_dropped")  # RFC 1122 4.2.3.10
@@ -202,7 +211,12 @@ class TcpDemux(Generic[H]):
         return None
 
     def _listen_input(
-        self, listener: Listener[H], key: Key, seg: wtcp.TcpSegment, local_mss: int, now: float
+        self,
+        listener: Listener[H],
+        key: Key,
+        seg: wtcp.TcpSegment,
+        local_mss: int | Callable[[int], int],
+        now: float,
     ) -> None:
         """RFC 9293 3.10.7.2, LISTEN state."""
         flags = seg.flags
@@ -216,7 +230,8 @@ class TcpDemux(Generic[H]):
         if len(listener.pending) + len(listener.ready) >= listener.backlog:
             self.counters.incr("listen_overflow")
             return
-        conn = self._new_connection(key, local_mss, now, listener.config)
+        mss = local_mss if isinstance(local_mss, int) else local_mss(key[2])
+        conn = self._new_connection(key, mss, now, listener.config)
         conn.accept_syn(seg, now)
         self.connections[key] = conn
         listener.pending.add(conn)
