@@ -60,8 +60,29 @@ async def test_hub_repeats_to_every_other_port() -> None:
         hub.attach("a")
 
 
-async def test_full_queue_drops_at_the_receiver_without_blocking_the_sender() -> None:
-    a, b = memory_link_pair(queue_frames=4)
+async def test_full_queue_pauses_the_sender_until_the_receiver_takes_frames() -> None:
+    a, b = memory_link_pair(queue_frames=4, max_batch=3)
+    frames = [frame(i) for i in range(10)]
+    assert a.try_send(frames) == 4  # the fast path takes what fits, never waits
+    assert a.try_send(frames[4:]) == 0
+    got: list[bytes] = []
+    async with trio.open_nursery() as nursery:
+
+        async def send_rest() -> None:
+            await a.send_batch(frames[4:])  # waits while b's queue is full
+
+        nursery.start_soon(send_rest)
+        await trio.testing.wait_all_tasks_blocked()
+        assert a.stats.tx_frames == 4  # paused, nothing lost
+        with trio.fail_after(1):
+            while len(got) < 10:
+                got.extend(f for f, _ in await b.receive_batch())
+    assert got == frames
+    assert b.stats.rx_dropped == 0 and a.stats.tx_frames == 10
+
+
+async def test_without_pause_a_full_queue_drops_without_blocking_the_sender() -> None:
+    a, b = memory_link_pair(queue_frames=4, pause=False)
     with trio.fail_after(1):  # a blocking sender would hang here
         await a.send_batch([frame(i) for i in range(10)])
     assert b.stats.rx_dropped == 6

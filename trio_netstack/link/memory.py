@@ -1,11 +1,19 @@
 """In-memory links: a cable between two stacks, or a hub joining many.
 
 For tests and the pure-protocol benchmark. Fully deterministic: no randomness,
-no clock, delivery in send order. Each port owns a bounded Trio memory channel
-for what it receives; a sender puts frames with ``send_nowait``, so a full queue
-drops the frame (counted in the receiver's ``rx_dropped``) instead of blocking
-the sender, which is what a real wire does and keeps two stacks from deadlocking
-each other through blocked sends. Faults (loss, delay ...) are the business of
+no clock, delivery in send order. Each port owns a bounded queue (a Trio memory
+channel) for what it receives.
+
+By default the cable has IEEE 802.3x flow control ("pause"): a port whose queue
+is full holds the senders back instead of losing frames. ``try_send`` takes only
+what fits in every other port's queue (a NIC whose transmit ring is full) and
+``send_batch`` waits until the receivers have taken frames. Without it, a stack
+that sends a whole congestion window in one synchronous burst (thousands of
+frames, with no wire rate to spread them) overflowed the receiver's queue on
+every window. The receive side never waits for a sender, so two stacks cannot
+deadlock each other through the cable. With ``pause=False`` a full queue drops
+(counted in the receiver's ``rx_dropped``) and senders never wait, as on a wire
+without flow control. Faults (loss, delay ...) are the business of
 ``ImpairedLink``, which wraps these like any other link.
 """
 
@@ -25,7 +33,9 @@ _ETH_HEADER = 14
 class MemoryHub:
     """A dumb hub: a frame sent on one port reaches every other attached port."""
 
-    def __init__(self, mtu: int = 1500, queue_frames: int = 1024, *, max_batch: int = 256) -> None:
+    def __init__(
+        self, mtu: int = 1500, queue_frames: int = 1024, *, max_batch: int = 256, pause: bool = True
+    ) -> None:
         if mtu < 68:
             raise ValueError("mtu must be at least 68 (RFC 791)")
         if queue_frames < 1:
@@ -35,6 +45,8 @@ class MemoryHub:
         self.mtu = mtu
         self.queue_frames = queue_frames
         self.max_batch = max_batch
+        self.pause = pause
+        self._space = trio.lowlevel.ParkingLot()  # senders waiting for queue room
         # Insertion order is attach order, so delivery order is deterministic.
         self._ports: dict[str, MemoryLink] = {}
 
@@ -53,6 +65,16 @@ class MemoryHub:
     def _detach(self, port: MemoryLink) -> None:
         if self._ports.get(port.name) is port:
             del self._ports[port.name]
+
+    def _room(self, sender: MemoryLink) -> int:
+        """Frames every other port can still queue (pause); unlimited without pause."""
+        if not self.pause:
+            return 1 << 30
+        room = 1 << 30
+        for port in self._ports.values():
+            if port is not sender:
+                room = min(room, self.queue_frames - port._queued)
+        return room
 
     def _deliver(self, sender: MemoryLink, frames: list[bytes]) -> None:
         for port in self._ports.values():
@@ -74,6 +96,7 @@ class MemoryLink(Link):
         self._send_channel, self._receive_channel = trio.open_memory_channel[bytes](
             hub.queue_frames
         )
+        self._queued = 0  # frames in our receive queue
         self._closed = False
 
     def __repr__(self) -> str:
@@ -88,6 +111,8 @@ class MemoryLink(Link):
                 self.stats.rx_dropped += 1
             except trio.BrokenResourceError:
                 return  # this port closed meanwhile: like an unplugged cable
+            else:
+                self._queued += 1
 
     async def receive_batch(self) -> list[RxFrame]:
         if self._closed:
@@ -109,12 +134,20 @@ class MemoryLink(Link):
         stats.rx_frames += len(batch)
         stats.rx_bytes += nbytes
         stats.rx_batches += 1
+        self._queued -= len(batch)
+        space = self._hub._space
+        if space:
+            space.unpark_all()
         return batch
 
     async def send_batch(self, frames: Sequence[bytes | bytearray | memoryview]) -> None:
-        self.try_send(frames)
-        # Sending never blocks, but an async API call should still be a checkpoint
-        # so a sender in a tight loop lets the receivers run.
+        done = self.try_send(frames)
+        while done < len(frames):
+            # Paused: a receiver's queue is full until it takes frames.
+            await self._hub._space.park()
+            done += self.try_send(frames[done:])
+        # An async API call should still be a checkpoint so a sender in a tight loop
+        # lets the receivers run.
         await trio.lowlevel.checkpoint()
 
     def try_send(self, frames: Sequence[bytes | bytearray | memoryview]) -> int:
@@ -122,8 +155,13 @@ class MemoryLink(Link):
             raise trio.ClosedResourceError("memory link is closed")
         stats = self.stats
         limit = self._max_frame
+        room = self._hub._room(self)
         out: list[bytes] = []
+        done = 0
         for frame in frames:
+            if len(out) >= room:
+                break
+            done += 1
             # Copy: the caller may reuse its bytearray as soon as we return.
             data = bytes(frame)
             if len(data) > limit:
@@ -134,7 +172,7 @@ class MemoryLink(Link):
             stats.tx_bytes += len(data)
         if out:
             self._hub._deliver(self, out)
-        return len(frames)
+        return done
 
     async def aclose(self) -> None:
         if not self._closed:
@@ -147,7 +185,7 @@ class MemoryLink(Link):
 
 
 def memory_link_pair(
-    *, mtu: int = 1500, queue_frames: int = 1024, max_batch: int = 256
+    *, mtu: int = 1500, queue_frames: int = 1024, max_batch: int = 256, pause: bool = True
 ) -> tuple[MemoryLink, MemoryLink]:
     """Two links joined by a cable: what one sends, the other receives.
 
@@ -155,5 +193,5 @@ def memory_link_pair(
     ``netdev_budget`` (300): with 64, a receiver that is one stack among several tasks
     in one process fell behind a sender's bursts and overflowed ``queue_frames``.
     """
-    hub = MemoryHub(mtu=mtu, queue_frames=queue_frames, max_batch=max_batch)
+    hub = MemoryHub(mtu=mtu, queue_frames=queue_frames, max_batch=max_batch, pause=pause)
     return hub.attach("mem0"), hub.attach("mem1")
