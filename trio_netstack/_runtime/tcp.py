@@ -312,8 +312,7 @@ class TcpLayer:
         now = trio.current_time()
         for kind, payload in messages:
             if kind == "segments":
-                for seg in payload:
-                    conn.on_segment(seg, now)
+                conn.on_segments(payload, now)
             elif kind == "icmp":
                 self._apply_icmp(conn, payload, now)
         timer = conn.get_timer()

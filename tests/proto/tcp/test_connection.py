@@ -299,6 +299,55 @@ def test_out_of_order_is_acked_at_once_in_order_is_delayed() -> None:
     )
 
 
+def test_a_batch_of_in_order_segments_is_acked_once() -> None:
+    a, b, wire = connected()
+    a.app_send(bytes(20 * 1460), 0.0)
+    segs = wire.take(a)
+    assert len(segs) == 10  # the initial window (RFC 6928)
+    b.on_segments(segs, 0.0)
+    [ack] = wire.take(b)  # one ACK for the batch, not one per two segments
+    assert ack.ack == S.add(a.iss, 1 + sum(len(seg.payload) for seg in segs))
+    assert b.get_timer() != 0.0 and b.ack_at_end is False
+    # Fed one by one (no batch), every second segment is acknowledged.
+    a.on_segment(ack, 0.0)
+    segs = wire.take(a)
+    for seg in segs:
+        b.on_segment(seg, 0.001)
+    assert len(wire.take(b)) == len(segs) // 2
+
+
+def test_a_batch_acks_at_least_every_64_kib() -> None:
+    a, b, wire = connected(TcpConfig(send_buffer=1 << 20, receive_buffer=1 << 20))
+    b.app_send(b"!", 0.0)
+    wire.run(0.0)  # a learns b's scaled window (a SYN's window is never scaled)
+    a.cc.cwnd = 200 * 1460  # a window far beyond one stretch ACK
+    a.app_send(bytes(100 * 1460), 0.0)
+    segs = wire.take(a)
+    assert len(segs) == 100
+    b.on_segments(segs, 0.0)
+    acks = wire.take(b)
+    size = len(segs[0].payload)  # the MSS less the timestamp option
+    # An ACK as soon as 64 KiB are unacknowledged (46 segments), then the batch's end.
+    assert [S.diff(ack.ack, a.iss) - 1 for ack in acks] == [46 * size, 92 * size, 100 * size]
+
+
+def test_out_of_order_in_a_batch_is_still_acked_at_once() -> None:
+    a, b, wire = connected()
+    a.app_send(bytes(6 * 1460), 0.0)
+    segs = wire.take(a)
+    b.on_segments(segs[:1] + segs[2:], 0.0)  # the second segment was lost
+    acks = wire.take(b)
+    # Four duplicate ACKs with SACK blocks, one per segment after the hole: the
+    # sender's fast retransmit needs them (RFC 5681 4.2).
+    assert len(acks) == 4
+    size = len(segs[0].payload)
+    assert all(ack.ack == S.add(a.iss, 1 + size) for ack in acks)
+    assert all(ack.options.sack_blocks for ack in acks)
+    b.on_segments([segs[1]], 0.01)  # the hole filled: acknowledged at once
+    [ack] = wire.take(b)
+    assert ack.ack == S.add(a.iss, 1 + 6 * size)
+
+
 def test_nagle_holds_small_segments_until_acked() -> None:
     a, _b, wire = connected()
     a.app_send(b"a", 0.0)

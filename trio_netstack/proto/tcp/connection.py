@@ -72,6 +72,8 @@ DATA_OUT = SENDING | {FIN_WAIT_1, CLOSING, LAST_ACK}
 
 DEFAULT_MSS = 536  # RFC 9293 3.7.1: assumed when the peer sends no MSS option
 TS_OPTION_LEN = 12  # NOP NOP TS: what each segment spends on timestamps
+# A batch's in-order data is acknowledged at least every this many bytes (GRO's 64 KiB).
+STRETCH_ACK_LIMIT = 65536
 INVALID_ACK_INTERVAL = 0.5  # seconds between ACKs answering unacceptable segments
 PAWS_IDLE = 24 * 24 * 3600.0  # RFC 7323 5.5: ts_recent older than 24 days is invalid
 WORST_DELAYED_ACK = 0.2  # RFC 8985 7.2 WCDelAckT
@@ -121,7 +123,9 @@ class TcpConnection:
     # Slots: a TCB per connection, so its size matters (docs/performance.md).
     __slots__ = (
         "_challenge_allowed",
+        "ack_at_end",
         "ack_now",
+        "batching",
         "bytes_acked",
         "bytes_received",
         "bytes_sent",
@@ -302,6 +306,8 @@ class TcpConnection:
         self.time_wait_at: float | None = None
         self.ack_now = False
         self.unacked_segments = 0
+        self.batching = False  # inside on_segments()
+        self.ack_at_end = False  # in-order data to acknowledge when the batch ends
         self.last_invalid_ack = -math.inf
         # --- totals for statistics()
         self.bytes_sent = 0
@@ -461,6 +467,31 @@ class TcpConnection:
         elif self.state != CLOSED:
             self._on_synchronized(seg, now)
         self._arm_keepalive(now)
+
+    def on_segments(self, segments: list[wtcp.TcpSegment], now: float) -> None:
+        """Feed the segments of one received batch (what one device read delivered).
+
+        In-order data in the batch is acknowledged once, at its end (at most every
+        ``STRETCH_ACK_LIMIT`` bytes), as Linux acknowledges a GRO-merged segment once:
+        the every-second-segment rule (RFC 5681 4.2, RFC 9293 3.8.6.3) is applied to
+        what arrived together, which spares the peer (and us) most of the ACKs of a
+        bulk transfer. Out-of-order, duplicate, hole-filling and FIN segments are
+        still acknowledged at once (fast retransmit and SACK depend on them).
+        """
+        if len(segments) == 1:
+            self.on_segment(segments[0], now)
+            return
+        self.batching = True
+        try:
+            for seg in segments:
+                self.on_segment(seg, now)
+        finally:
+            self.batching = False
+        if self.ack_at_end:
+            self.ack_at_end = False
+            if self.state in SYNCHRONIZED:
+                self.ack_now = True
+                self._transmit(now)
 
     def _on_syn_sent(self, seg: wtcp.TcpSegment, now: float) -> None:
         flags = seg.flags
@@ -990,12 +1021,12 @@ class TcpConnection:
             else:
                 filled_hole = self.rcv.rcv_nxt != S.add(before, len(payload))
                 self.unacked_segments += 1
-                self._schedule_ack(
-                    now,
-                    immediate=filled_hole
-                    or self.unacked_segments >= 2
-                    or S.diff(self.rcv.rcv_nxt, self.last_ack_sent) >= 2 * self.local_mss,
-                )
+                unacked = S.diff(self.rcv.rcv_nxt, self.last_ack_sent)
+                due = self.unacked_segments >= 2 or unacked >= 2 * self.local_mss
+                if due and self.batching and not filled_hole and unacked < STRETCH_ACK_LIMIT:
+                    self.ack_at_end = True  # one ACK for the batch (see on_segments)
+                else:
+                    self._schedule_ack(now, immediate=due or filled_hole)
         if has_fin:
             self.fin_seq = S.add(seg_seq, len(payload))
         if self.fin_seq is not None and self.fin_seq == self.rcv.rcv_nxt and not self.fin_received:
@@ -1072,6 +1103,7 @@ class TcpConnection:
             self.last_ack_sent = self.rcv.rcv_nxt
             self.delack_at = None
             self.ack_now = False
+            self.ack_at_end = False
             self.unacked_segments = 0
         window = 0
         if not flags & wtcp.RST:
