@@ -1197,6 +1197,8 @@ class TcpConnection:
         self.ack_now = False
 
     def _send_data(self, now: float, extra: int, limit: int | None = None) -> bool:
+        if not self.sndbuf and not self.fin_queued:
+            return False  # nothing queued at all (every ACK of a request/response lands here)
         sent = False
         mss = self._payload_room()
         if self.snd_una == self.snd_max and now - self.last_send > self.rtt.rto:
