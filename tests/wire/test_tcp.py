@@ -7,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from trio_netstack.wire import ParseError, tcp
+from trio_netstack.wire.checksum import finish, ones_sum, pseudo_header_sum
 
 SRC, DST = 0xC0000201, 0xC0000202
 
@@ -17,7 +18,7 @@ LINUX_SYN_OPTIONS = bytes.fromhex("020405b40402080a2cb4f5630000000001030307")
 def linux_syn() -> bytes:
     header = tcp.HEADER.pack(36644, 8888, 794448035, 0, (40 >> 2) << 4, tcp.SYN, 64240, 0, 0)
     raw = header + LINUX_SYN_OPTIONS
-    from trio_netstack.wire.checksum import internet_checksum, pseudo_header_sum
+    from trio_netstack.wire.checksum import internet_checksum
 
     csum = internet_checksum(raw, pseudo_header_sum(SRC, DST, 6, len(raw)))
     return raw[:16] + csum.to_bytes(2, "big") + raw[18:]
@@ -101,3 +102,19 @@ def test_mutated_syn_only_parse_error(tail: bytes, index: int, value: int) -> No
     raw[index % len(raw)] = value
     with contextlib.suppress(ParseError):
         tcp.parse_untrusted(bytes(raw), SRC, DST, verify_checksum=False)
+
+
+def test_partial_checksum_is_the_pseudo_header_sum_a_device_completes() -> None:
+    # Checksum offload (Linux's CHECKSUM_PARTIAL): the field holds the folded
+    # pseudo-header sum; the device adds the segment's own sum and complements it.
+    src, dst = 0xC0000202, 0xC0000201
+    args = (src, dst, 40000, 80, 7, 9, tcp.ACK | tcp.PSH, 1000, b"partial payload")
+    full = tcp.build(*args, timestamp=(1, 2))
+    partial = tcp.build(*args, timestamp=(1, 2), partial_checksum=True)
+    assert partial[:16] == full[:16] and partial[18:] == full[18:]
+    seeded = int.from_bytes(partial[16:18], "big")
+    assert seeded == ones_sum(b"", pseudo_header_sum(src, dst, 6, len(full)))
+    # What the device does: sum the segment from the TCP header on, seed included.
+    completed = finish(ones_sum(partial[:16] + b"\0\0" + partial[18:], seeded))
+    assert completed == int.from_bytes(full[16:18], "big")
+    assert tcp.parse_untrusted(partial[:16] + completed.to_bytes(2, "big") + partial[18:], src, dst)

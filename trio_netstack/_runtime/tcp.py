@@ -247,6 +247,13 @@ class TcpLayer:
         assert self._nursery is not None, "the TCP layer is not running"
         handle = ConnectionHandle(self, conn)
         handle.listener = listener
+        link = self.stack.link
+        # Offload (a TAP with IFF_VNET_HDR): the device completes checksums and cuts our
+        # super-segments at its MTU (TSO), so segments carry only the pseudo-header sum.
+        conn.csum_partial = bool(getattr(link, "tx_csum", False))
+        if getattr(link, "tso", False) and link.mtu == self.stack.mtu:
+            conn.gso_limit = TSO_MAX_PAYLOAD
+            conn.gso_mtu = self.stack.mtu
         self.handles[conn] = handle
         self._nursery.start_soon(self._connection_task, handle)
         handle.kick()  # its first round sends the SYN or SYN-ACK already queued
@@ -270,10 +277,6 @@ class TcpLayer:
     async def _connection_task(self, handle: ConnectionHandle) -> None:
         conn = handle.conn
         stack = self.stack
-        # TSO: with a TAP in offload mode the device cuts our super-segments (at its MTU).
-        if getattr(stack.link, "tso", False) and stack.link.mtu == stack.mtu:
-            conn.gso_limit = TSO_MAX_PAYLOAD
-            conn.gso_mtu = stack.mtu
         try:
             while True:
                 deadline = conn.get_timer()

@@ -99,6 +99,7 @@ class TapLink(Link):
         # write carries an all-zero header (no offload asked of the kernel).
         self.offload = offload
         self.tso = offload  # frames we write may be TCP super-segments for the kernel to cut
+        self.tx_csum = offload  # the kernel completes the TCP checksums of what we write
         self.gso_frames = 0  # received frames larger than the MTU (kernel GSO)
         self.tso_frames = 0  # super-segments we handed to the kernel
         # Only one task may wait for writability on an fd at a time (Trio raises
@@ -187,21 +188,15 @@ class TapLink(Link):
     def try_send(self, frames: Sequence[bytes | bytearray | memoryview]) -> int:
         stats = self.stats
         write = os.write
+        writev = os.writev
         offload = self.offload
         done = 0
-        for original in frames:
-            if not offload:
-                frame: bytes | bytearray | memoryview = original
-            elif len(original) > self.mtu + 14:
-                frame = self._tso_frame(original)
-                self.tso_frames += 1
-            else:
-                frame = _NO_VNET_HDR + original
+        for frame in frames:
             fd = self._fd
             if fd < 0:
                 raise trio.ClosedResourceError("TAP link is closed")
             try:
-                written = write(fd, frame)
+                written = writev(fd, self._vnet_parts(frame)) if offload else write(fd, frame)
             except BlockingIOError:
                 return done
             except OSError as exc:
@@ -219,31 +214,37 @@ class TapLink(Link):
             done += 1
         return done
 
-    def _tso_frame(self, frame: bytes | bytearray | memoryview) -> bytes:
-        """A virtio header asking the kernel to cut an IPv4/TCP super-segment at the MTU.
+    def _vnet_parts(self, frame: bytes | bytearray | memoryview) -> list[bytes | memoryview]:
+        """The buffers of one write in offload mode: a virtio header, then the frame.
 
-        The kernel computes every piece's checksum from the partial one we leave in the
-        TCP header: the one's-complement sum of the pseudo-header (as Linux's own
-        CHECKSUM_PARTIAL packets carry it).
+        An IPv4/TCP frame asks the kernel to complete its checksum (NEEDS_CSUM; the field
+        gets the one's-complement sum of the pseudo-header, as Linux's own
+        CHECKSUM_PARTIAL packets carry it, whatever the stack put there) and, when
+        longer than the MTU, to cut it into MTU-sized segments (TSO). Anything else goes
+        as it is, under an all-zero header. ``writev`` spares copying the frame.
         """
-        raw = bytearray(frame)
-        ihl = (raw[14] & 0x0F) * 4
+        view = memoryview(frame)
+        if (
+            len(view) < 54
+            or view[12] != 0x08  # EtherType IPv4 (0x0800)
+            or view[13] != 0x00
+            or view[23] != 6
+            or (view[20] & 0x3F) | view[21]  # a fragment: the checksum is not ours to do
+        ):
+            return [_NO_VNET_HDR, view]
+        ihl = (view[14] & 0x0F) * 4
         tcp_at = 14 + ihl
-        thl = (raw[tcp_at + 12] >> 4) * 4
-        src = int.from_bytes(raw[26:30], "big")
-        dst = int.from_bytes(raw[30:34], "big")
-        tcp_len = len(raw) - tcp_at
-        partial = ones_sum(b"", pseudo_header_sum(src, dst, 6, tcp_len))
-        raw[tcp_at + 16 : tcp_at + 18] = partial.to_bytes(2, "big")
-        header = _VNET.pack(
-            _VNET_F_NEEDS_CSUM,
-            _VNET_GSO_TCPV4,
-            tcp_at + thl,
-            self.mtu - ihl - thl,
-            tcp_at,
-            16,
-        )
-        return header + bytes(raw)
+        thl = (view[tcp_at + 12] >> 4) * 4
+        src = int.from_bytes(view[26:30], "big")
+        dst = int.from_bytes(view[30:34], "big")
+        partial = ones_sum(b"", pseudo_header_sum(src, dst, 6, len(view) - tcp_at))
+        if len(view) > self.mtu + 14:
+            gso, gso_size = _VNET_GSO_TCPV4, self.mtu - ihl - thl
+            self.tso_frames += 1
+        else:
+            gso, gso_size = _VNET_GSO_NONE, 0
+        header = _VNET.pack(_VNET_F_NEEDS_CSUM, gso, tcp_at + thl, gso_size, tcp_at, 16)
+        return [header, view[: tcp_at + 16], partial.to_bytes(2, "big"), view[tcp_at + 18 :]]
 
     async def aclose(self) -> None:
         fd = self._fd

@@ -133,6 +133,7 @@ class TcpConnection:
         "config",
         "counters",
         "created",
+        "csum_partial",
         "delack_at",
         "dsack",
         "dupacks",
@@ -324,6 +325,8 @@ class TcpConnection:
         # 0 when it will not. Set by the owner from the link's offload.
         self.gso_limit = 0
         self.gso_mtu = 0  # the link MTU that the device cuts at
+        # The device completes our checksums (TAP offload): segments carry the partial sum.
+        self.csum_partial = False
         self.segments_offloaded = 0
 
     # =================================================================== opening
@@ -1144,6 +1147,7 @@ class TcpConnection:
             flags,
             window,
             payload,
+            partial_checksum=self.csum_partial,
             **options,  # type: ignore[arg-type]
         )
         self.out.append(segment)
