@@ -13,6 +13,7 @@ import hashlib
 import json
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -33,6 +34,7 @@ from tcp_scripts import (
 )
 
 import trio_netstack
+from trio_netstack.link import PacketLink
 from trio_netstack.link.base import Link
 from trio_netstack.proto.tcp.demux import DemuxConfig
 from trio_netstack.testing.lab import Lab
@@ -215,6 +217,41 @@ async def test_100mb_each_way_sha256(kind: str, request: pytest.FixtureRequest) 
             f"drops; {tcp_counters(stack)['connection_queue_full']} segment batches overflowed)"
         )
         assert await source.finish() == 0
+
+
+async def test_a_full_device_holds_the_stack_back_and_nothing_is_lost(veth_lab: Lab) -> None:
+    # A 20 Mbit/s token bucket on the stack's side of the veth and a small socket send
+    # buffer: the AF_PACKET socket fills and answers EAGAIN, so the stack's frames wait
+    # in its ethernet task (Link.send_batch) and later ones queue behind them in order.
+    veth_lab.run(
+        "tc", "qdisc", "add", "dev", veth_lab.stack_device, "root",
+        "tbf", "rate", "20mbit", "burst", "16kb", "latency", "500ms",
+    )  # fmt: skip
+    link = await veth_lab.open_stack_link()
+    assert isinstance(link, PacketLink)
+    link._sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)
+    size = 2 * MB
+    async with open_stack(veth_lab, link) as stack:
+        sink = Peer(veth_lab, TCP_PEER, "listen", "5001", "recv", "close")
+        await sink.expect("listening")
+        with trio.fail_after(60):
+            stream = await trio_netstack.connect_tcp(veth_lab.kernel_ip, 5001)
+            await sink.expect("connected")
+            sent = await send_payload(stream, size, seed=3)
+            await stream.send_eof()
+            _, n, got = await sink.expect("received", timeout=60)
+            assert await stream.receive_some() == b""
+            stats = stream.statistics()
+            await stream.aclose()
+        assert (int(n), got) == (size, sent) and sent == digest(size, 3)
+        runtime = stack.statistics().runtime
+        assert runtime.get("tx_device_busy", 0) > 0  # the device did refuse frames
+        assert runtime.get("tx_queue_full", 0) == 0  # and none was thrown away for it
+        # The qdisc never overflowed: the wait happened in the stack, not on the wire.
+        qdisc = veth_lab.run("tc", "-s", "qdisc", "show", "dev", veth_lab.stack_device)
+        assert re.search(rb"dropped 0\b", qdisc.stdout), qdisc.stdout
+        assert stats.retransmitted_segments == 0
+        assert await sink.finish() == 0
 
 
 # --- 3. SYN options and window scaling, seen on the wire ------------------------------

@@ -249,6 +249,7 @@ class Stack:
             return
         done = self.link.try_send(frames)
         if done < len(frames):
+            self.counters.incr("tx_device_busy")
             rest = frames[done:]
             if send_upward(self._eth_box, ("tx", rest)):
                 self._tx_queued += len(rest)
@@ -280,6 +281,7 @@ class Stack:
             if done >= len(frames):
                 return
             frames = frames[done:]
+            self.counters.incr("tx_device_busy")
         # The device is full (or cannot send synchronously): the ethernet task waits
         # for it. Waiting here for room in its mailbox is the backpressure.
         self._tx_queued += len(frames)
