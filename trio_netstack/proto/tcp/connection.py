@@ -658,6 +658,21 @@ class TcpConnection:
             self.counters.incr("ack_too_old")
             self._challenge_ack(now)
             return False
+        if (
+            ack == self.snd_max
+            and self.snd_una == ack
+            and not self.in_recovery
+            and not self.sb
+            and not seg.options.sack_blocks  # a D-SACK may still undo a recovery
+        ):
+            # Nothing outstanding before or after (a receiver's usual segment): no SACK,
+            # RACK, probe or recovery state can change, only the window.
+            self.sb.newly = []
+            self.pto_at = None
+            self.rack_timer_at = None
+            self.tlp_end = None
+            self._window_from(seg, ack)
+            return self._after_ack_state(now)
         old_wnd = self.snd_wnd
         self.sb.newly = []
         if self.sack_ok and (seg.options.sack_blocks or self.sb):
@@ -688,6 +703,10 @@ class TcpConnection:
             self._enter_recovery(now)
         if self.sack_ok:
             self._rack_after_ack(ack, now)
+        self._window_from(seg, ack)
+        return self._after_ack_state(now)
+
+    def _window_from(self, seg: wtcp.TcpSegment, ack: Seq) -> None:
         # Window update (RFC 9293 3.10.7.4): only from a segment not older than the last.
         if S.lt(self.snd_wl1, Seq(seg.seq)) or (
             self.snd_wl1 == Seq(seg.seq) and S.le(self.snd_wl2, ack)
@@ -696,7 +715,6 @@ class TcpConnection:
             if self.snd_wnd and self.persist_at is not None:
                 self.persist_at = None
                 self.persist_backoff = 0
-        return self._after_ack_state(now)
 
     def _after_ack_state(self, now: float) -> bool:
         fin_acked = self.fin_sent and self.snd_una == self.snd_max
