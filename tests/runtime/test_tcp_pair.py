@@ -224,3 +224,61 @@ async def test_stack_wide_tcp_totals(autojump_clock: trio.abc.Clock) -> None:
         assert totals["retransmitted_segments"] >= stats.retransmitted_segments > 0
         assert totals["bytes_received"] == 1024 * 1024
         assert totals["fast_retransmits"] + totals["rto_timeouts"] > 0
+
+
+@pytest.mark.parametrize("impair", [None, "loss=0.02,reorder=0.03,delay=1ms"])
+async def test_many_connections_at_once_lose_and_mix_nothing(
+    autojump_clock: trio.abc.Clock, impair: str | None
+) -> None:
+    # Thirty connections at once over one link, each with its own bytes: every third
+    # moves bulk both ways, the others exchange small messages. The connection tasks,
+    # the TCP layer's rounds for idle connections and the applications' direct sends all
+    # interleave (with loss, also the frames queued behind the impaired device). Every
+    # byte must come back to its own connection, in order.
+    n_conns, bulk, messages = 30, 300_000, 50
+    async with open_stack_pair(impair=impair, seed=11) as (a, b):
+        [listener] = await trio_netstack.open_tcp_listeners(6000, stack=b, backlog=64)
+        checked: list[int] = []
+
+        async def echo(stream: trio_netstack.TcpStream) -> None:
+            async with stream:
+                while data := await stream.receive_some():
+                    await stream.send_all(data)
+
+        async def receive_exactly(stream: trio_netstack.TcpStream, n: int) -> bytes:
+            got = bytearray()
+            while len(got) < n:
+                chunk = await stream.receive_some()
+                assert chunk, "the echo ended early"
+                got += chunk
+            assert len(got) == n  # an echo never runs ahead of what was sent
+            return bytes(got)
+
+        async def client(i: int) -> None:
+            stream = await trio_netstack.connect_tcp("192.0.2.2", 6000, stack=a)
+            async with stream:
+                if i % 3 == 0:
+                    data = random.Random(i).randbytes(bulk)
+                    async with trio.open_nursery() as inner:
+                        inner.start_soon(stream.send_all, data)
+                        assert await receive_exactly(stream, bulk) == data, f"bulk {i}"
+                else:
+                    for k in range(messages):
+                        message = bytes([i]) * (1 + (k * 37) % 200)
+                        await stream.send_all(message)
+                        assert await receive_exactly(stream, len(message)) == message
+                await stream.send_eof()
+                assert await stream.receive_some() == b""
+            checked.append(i)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(trio.serve_listeners, echo, [listener])
+            with trio.fail_after(600):
+                async with trio.open_nursery() as clients:
+                    for i in range(n_conns):
+                        clients.start_soon(client, i)
+            nursery.cancel_scope.cancel()
+        assert sorted(checked) == list(range(n_conns))
+        if impair:
+            assert a.statistics().tcp["retransmitted_segments"] > 0
+        assert a.statistics().runtime.get("tx_queue_full", 0) == 0
