@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
+from typing import Any
 
 import attrs
 import trio
@@ -119,3 +120,24 @@ class Link(abc.ABC):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+async def send_when_writable(
+    link: Link,
+    frames: Sequence[bytes | bytearray | memoryview],
+    waitable: Any,  # a file descriptor or a socket: what trio's wait_writable takes
+    lock: trio.Lock,
+) -> None:
+    """``send_batch`` of a file-descriptor device: ``try_send``, waiting while it is full.
+
+    No checkpoint when every write succeeds: the caller's own mailbox wait already
+    yields, and a checkpoint per batch would double the cost of a small one. ``lock``
+    keeps two waiting senders from sharing one readiness wait (Trio allows one).
+    """
+    done = 0
+    while True:
+        done += link.try_send(frames[done:] if done else frames)
+        if done >= len(frames):
+            return
+        async with lock:
+            await trio.lowlevel.wait_writable(waitable)

@@ -42,7 +42,14 @@ from collections.abc import Sequence
 import trio
 
 from . import _netdev
-from .base import RX_CSUM_TRUSTED, Link, LinkError, LinkStatistics, RxFrame
+from .base import (
+    RX_CSUM_TRUSTED,
+    Link,
+    LinkError,
+    LinkStatistics,
+    RxFrame,
+    send_when_writable,
+)
 from .netns import in_netns
 
 __all__ = ["PacketLink", "open_packet"]
@@ -184,14 +191,7 @@ class PacketLink(Link):
         return frames
 
     async def send_batch(self, frames: Sequence[bytes | bytearray | memoryview]) -> None:
-        # As for TAP: no checkpoint unless the socket buffer is full.
-        done = 0
-        while True:
-            done += self.try_send(frames[done:] if done else frames)
-            if done >= len(frames):
-                return
-            async with self._write_lock:
-                await trio.lowlevel.wait_writable(self._sock)
+        await send_when_writable(self, frames, self._sock, self._write_lock)
 
     def try_send(self, frames: Sequence[bytes | bytearray | memoryview]) -> int:
         stats = self.stats

@@ -29,7 +29,14 @@ import trio
 
 from ..wire.checksum import ones_sum, pseudo_header_sum
 from . import _netdev
-from .base import RX_CSUM_TRUSTED, Link, LinkError, LinkStatistics, RxFrame
+from .base import (
+    RX_CSUM_TRUSTED,
+    Link,
+    LinkError,
+    LinkStatistics,
+    RxFrame,
+    send_when_writable,
+)
 from .netns import in_netns
 
 __all__ = ["TapLink", "open_tap"]
@@ -174,16 +181,7 @@ class TapLink(Link):
         return frames
 
     async def send_batch(self, frames: Sequence[bytes | bytearray | memoryview]) -> None:
-        # No checkpoint when every write succeeds: the caller's own channel receive
-        # already yields, and a checkpoint per batch would double the cost of a
-        # small batch. We wait only when the device queue is full.
-        done = 0
-        while True:
-            done += self.try_send(frames[done:] if done else frames)
-            if done >= len(frames):
-                return
-            async with self._write_lock:
-                await trio.lowlevel.wait_writable(self._fd)
+        await send_when_writable(self, frames, self._fd, self._write_lock)
 
     def try_send(self, frames: Sequence[bytes | bytearray | memoryview]) -> int:
         stats = self.stats
