@@ -193,16 +193,9 @@ class TcpLayer:
         stream's calls do) and its answer goes straight to the device. The task only
         wakes when it must: a deadline moved earlier, or the connection ended.
         """
-        conn = handle.conn
-        stack = self.stack
         self._feed(handle, [("segments", segments)])
-        if conn.out:
-            stack.transmit_nowait(self.datagrams(conn))
         handle.wake()
-        if conn.state in (TIME_WAIT, CLOSED):
-            handle.kick()  # the task retires the connection
-        else:
-            handle.inbox.wake_by(conn.get_timer())
+        handle.flush()
 
     async def shutdown(self) -> None:
         """Close every connection as a host going down does, and wait for the FINs.
