@@ -245,12 +245,14 @@ async def test_a_full_device_holds_the_stack_back_and_nothing_is_lost(veth_lab: 
             await stream.aclose()
         assert (int(n), got) == (size, sent) and sent == digest(size, 3)
         runtime = stack.statistics().runtime
-        assert runtime.get("tx_device_busy", 0) > 0  # the device did refuse frames
-        assert runtime.get("tx_queue_full", 0) == 0  # and none was thrown away for it
+        assert runtime.get("tx_device_busy", 0) > 0, runtime  # the device did refuse frames
+        assert runtime.get("tx_queue_full", 0) == 0, runtime  # none was thrown away for it
         # The qdisc never overflowed: the wait happened in the stack, not on the wire.
         qdisc = veth_lab.run("tc", "-s", "qdisc", "show", "dev", veth_lab.stack_device)
         assert re.search(rb"dropped 0\b", qdisc.stdout), qdisc.stdout
-        assert stats.retransmitted_segments == 0
+        # Nothing was lost, so nothing was found lost (SACK/RACK). Tail loss probes may
+        # still go out: the queue behind the 20 Mbit/s bucket delays ACKs past 2 SRTTs.
+        assert stats.fast_retransmits == 0, stats
         assert await sink.finish() == 0
 
 
