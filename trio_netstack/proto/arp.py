@@ -357,6 +357,7 @@ class ArpMachine:
     def _send_arp(self, op: int, dst_mac: bytes, spa: int, tha: bytes, tpa: int) -> None:
         body = warp.build(op, self.mac, spa, tha, tpa)
         self.frames_out.append(ethernet.build(dst_mac, self.mac, ethernet.ETHERTYPE_ARP, body))
+        self.counters.incr("tx_frames")  # every ARP frame, whatever its purpose
 
     def neighbours(self) -> list[NeighbourInfo]:
         return [
