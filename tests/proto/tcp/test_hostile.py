@@ -77,6 +77,50 @@ def test_random_segments_never_escape(script: list, start_state: str) -> None:  
         now += 0.05
 
 
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    script=segments,
+    batch=st.integers(2, 8),
+    start_state=st.sampled_from(["established", "sending"]),
+)
+def test_random_segment_batches_never_escape(
+    script: list,  # type: ignore[type-arg]
+    batch: int,
+    start_state: str,
+) -> None:
+    # The runtime feeds what one device read delivered as one batch (on_segments, with
+    # its single ACK at the end): hostile batches must be as harmless as single segments.
+    a, _b, _wire = connected()
+    if start_state == "sending":
+        a.app_send(bytes(20000), 0.5)
+    a.out.clear()
+    now = 1.0
+    for first in range(0, len(script), batch):
+        built = []
+        for raw_seq, raw_ack, flags, window, payload, ts, sack, relative in script[
+            first : first + batch
+        ]:
+            seq, ack = raw_seq, raw_ack
+            if relative:
+                seq = (int(a.rcv.rcv_nxt) + raw_seq % 70000 - 35000) & 0xFFFFFFFF
+                ack = (int(a.snd_una) + raw_ack % 70000 - 35000) & 0xFFFFFFFF
+            raw = wtcp.build(
+                B_IP, A_IP, B_PORT, A_PORT, seq, ack, flags, window, payload,
+                timestamp=ts, sack_blocks=tuple(sack),
+            )  # fmt: skip
+            built.append(parse(raw, B_IP, A_IP))
+        a.on_segments(built, now)
+        assert not a.batching and not a.ack_at_end
+        check_invariants(a)
+        timer = a.get_timer()
+        if timer is not None and timer <= now + 0.5:
+            a.handle_timer(max(timer, now))
+            check_invariants(a)
+        a.app_receive(1 << 16, now)
+        a.out.clear()
+        now += 0.05
+
+
 @settings(max_examples=100, deadline=None)
 @given(script=segments)
 def test_random_segments_to_a_listener(script: list) -> None:  # type: ignore[type-arg]
