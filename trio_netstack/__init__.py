@@ -18,7 +18,8 @@ from ._runtime.tcp_api import (
     open_tcp_stream,
     serve_tcp,
 )
-from ._runtime.udp import UdpSocket, UdpSocketStatistics, open_udp_socket
+from ._runtime.udp import UdpSocket, UdpSocketStatistics
+from ._runtime.udp_api import open_udp_socket
 from .link.base import LinkError
 from .proto.arp import ArpConfig
 from .proto.ipv4 import Ipv4Config

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from trio_netstack.proto.ipv4 import Ipv4Machine, OutDatagram, fragment
 from trio_netstack.proto.reassembly import Reassembler, ReassemblyConfig
-from trio_netstack.proto.route import Interface, RouteTable
+from trio_netstack.proto.route import IfAddress, RouteTable
 from trio_netstack.wire import ipv4 as wip
 from trio_netstack.wire.addr import ip_from_str
 
@@ -164,15 +164,17 @@ def test_fragment_flood_stays_bounded() -> None:
 
 
 def test_machine_fragments_and_reassembles() -> None:
-    routes = RouteTable(576)
-    routes.add_interface(Interface(ME, 24))
+    routes = RouteTable()
+    routes.add_link(1, 576)
+    routes.add_address(IfAddress(1, ME, 24))
     m = Ipv4Machine(routes, ident_secret=1)
     payload = bytes(random.Random(2).randbytes(3000))
-    out = m.output(OutDatagram(PEER, wip.PROTO_UDP, payload))
+    _, out = m.output(OutDatagram(PEER, wip.PROTO_UDP, payload))
     assert len(out) == 6 and all(len(p) <= 576 for _, p in out)
     # Deliver them to a machine owning PEER, reversed.
-    routes_b = RouteTable(576)
-    routes_b.add_interface(Interface(PEER, 24))
+    routes_b = RouteTable()
+    routes_b.add_link(1, 576)
+    routes_b.add_address(IfAddress(1, PEER, 24))
     b = Ipv4Machine(routes_b, ident_secret=2)
     results = [b.input_untrusted(memoryview(p), 0, 0.0) for _, p in reversed(out)]
     assert results[:-1] == [None] * 5

@@ -7,7 +7,7 @@ import errno
 import pytest
 
 from trio_netstack.proto.ipv4 import Ipv4Machine, OutDatagram
-from trio_netstack.proto.route import Interface, NoRouteError, RouteTable
+from trio_netstack.proto.route import IfAddress, NoRouteError, RouteTable
 from trio_netstack.wire import ipv4 as wip
 from trio_netstack.wire.addr import LIMITED_BROADCAST, ip_from_str
 
@@ -17,8 +17,9 @@ FAR = ip_from_str("198.51.100.7")
 
 
 def make(gateway: int | None = None) -> Ipv4Machine:
-    routes = RouteTable(1500)
-    routes.add_interface(Interface(ME, 24))
+    routes = RouteTable()
+    routes.add_link(1, 1500)
+    routes.add_address(IfAddress(1, ME, 24))
     routes.set_default_gateway(gateway)
     return Ipv4Machine(routes, ident_secret=12345)
 
@@ -83,13 +84,13 @@ def test_bad_checksum_dropped() -> None:
 def test_output_routes_connected_and_via_gateway() -> None:
     gw = ip_from_str("192.0.2.254")
     m = make(gateway=gw)
-    [(hop, pkt)] = m.output(OutDatagram(PEER, wip.PROTO_ICMP, b"hi"))
+    _, [(hop, pkt)] = m.output(OutDatagram(PEER, wip.PROTO_ICMP, b"hi"))
     assert hop == PEER
     header, payload = wip.parse_untrusted(pkt)
     assert (header.src, header.dst, header.ttl, bytes(payload)) == (ME, PEER, 64, b"hi")
-    [(hop, _)] = m.output(OutDatagram(FAR, wip.PROTO_ICMP, b"hi"))
+    _, [(hop, _)] = m.output(OutDatagram(FAR, wip.PROTO_ICMP, b"hi"))
     assert hop == gw
-    [(hop, _)] = m.output(OutDatagram(ip_from_str("192.0.2.255"), wip.PROTO_ICMP, b"x"))
+    _, [(hop, _)] = m.output(OutDatagram(ip_from_str("192.0.2.255"), wip.PROTO_ICMP, b"x"))
     assert hop == LIMITED_BROADCAST
 
 
@@ -106,7 +107,7 @@ def test_too_big_with_dont_fragment() -> None:
     with pytest.raises(OSError) as info:
         m.output(OutDatagram(PEER, wip.PROTO_ICMP, bytes(1481), dont_fragment=True))
     assert info.value.errno == errno.EMSGSIZE
-    assert len(m.output(OutDatagram(PEER, wip.PROTO_ICMP, bytes(1481)))) == 2
+    assert len(m.output(OutDatagram(PEER, wip.PROTO_ICMP, bytes(1481)))[1]) == 2
 
 
 def test_identifiers_advance_per_flow() -> None:
@@ -119,7 +120,8 @@ def test_identifiers_advance_per_flow() -> None:
 
 
 def test_gateway_must_be_connected() -> None:
-    routes = RouteTable(1500)
-    routes.add_interface(Interface(ME, 24))
+    routes = RouteTable()
+    routes.add_link(1, 1500)
+    routes.add_address(IfAddress(1, ME, 24))
     with pytest.raises(ValueError, match="not on a connected network"):
         routes.set_default_gateway(FAR)

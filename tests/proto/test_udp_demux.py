@@ -36,7 +36,8 @@ def test_most_specific_socket_wins() -> None:
     assert got is not None and got.endpoint is wild and got.payload == b"x"
     assert d.input_untrusted(delivery(1000, 54), trusted=False).endpoint is conn  # type: ignore[union-attr]
     assert d.input_untrusted(delivery(1001, 54), trusted=False) is None  # wrong peer
-    assert d.no_port
+    [request] = d.take_icmp_requests()  # RFC 1122 4.1.3.1: port unreachable
+    assert (request.type, request.code) == (3, 3)
 
 
 def test_bind_conflicts() -> None:

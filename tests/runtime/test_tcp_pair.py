@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import random
+import ssl
 
 import pytest
 import trio
 import trio.testing
+import trustme
 
 import trio_netstack
 from trio_netstack.testing import open_stack_pair
@@ -95,10 +97,6 @@ async def test_stream_conformance(autojump_clock: trio.abc.Clock) -> None:
 
 async def test_ssl_stream_conformance(autojump_clock: trio.abc.Clock) -> None:
     """trio.SSLStream over our TCP streams passes Trio's own stream checks."""
-    import ssl
-
-    import trustme
-
     ca = trustme.CA()
     server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("stack.test").configure_cert(server_ctx)

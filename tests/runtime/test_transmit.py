@@ -95,7 +95,7 @@ async def test_device_full_keeps_order_and_loses_nothing(autojump_clock: trio.ab
             # The device was full, most frames waited in the ethernet task, all left.
             assert device.full_events >= 2
             assert device.blocked_sends > count // 2
-            assert a._tx_queued == 0
+            assert a.interface().tx_queued == 0
             assert a.statistics().runtime.get("tx_queue_full", 0) == 0
     assert received == list(range(count))
 

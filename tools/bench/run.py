@@ -47,6 +47,10 @@ sys.path.insert(0, str(HERE))
 
 import peer  # noqa: E402  (tools/bench/peer.py: the pattern shared with the kernel side)
 
+import trio_netstack  # noqa: E402  (from this checkout, put on sys.path above)
+from trio_netstack.testing import B_IP, open_stack_pair  # noqa: E402
+from trio_netstack.testing.lab import create_lab  # noqa: E402
+
 PEER = str(HERE / "peer.py")
 PY = sys.executable
 STACK_IP = "192.0.2.2"
@@ -340,7 +344,6 @@ def udp_rate(out: dict[str, Any], cfg: argparse.Namespace) -> float:
 
 async def stack_servers(nursery: trio.Nursery, digests: list[str], held: list[int]) -> None:
     """Start the stack's bulk receiver, TCP echo, accept-and-close, hold and UDP echo."""
-    import trio_netstack
 
     async def hold(stream: trio_netstack.TcpStream) -> None:
         held.append(1)
@@ -399,8 +402,6 @@ async def run_lab(lab: Any, argv: list[str]) -> bytes:
 
 async def stack_cpu(cfg: argparse.Namespace) -> float:
     """CPU seconds per GB for a bulk transfer between two stacks on an in-memory link."""
-    import trio_netstack
-    from trio_netstack.testing import B_IP, open_stack_pair
 
     nbytes = cfg.bulk_mb * 1_000_000
     block = memoryview(peer.pattern_block())
@@ -449,7 +450,6 @@ async def drain_connections(stack: Any, patience: float = 3.0) -> None:
 
 async def stack_memory(lab: Any, cfg: argparse.Namespace, held: list[int]) -> float:
     """KiB of Python allocations per idle connection held by the stack (tracemalloc)."""
-    import trio_netstack
 
     held.clear()
     gc.collect()
@@ -489,7 +489,6 @@ async def stack_memory(lab: Any, cfg: argparse.Namespace, held: list[int]) -> fl
 
 async def measure_bulk(lab: Any, cfg: argparse.Namespace, digests: list[str]) -> dict[str, float]:
     """TCP bulk both ways between the kernel in the lab and the stack, bytes checked."""
-    import trio_netstack
 
     res: dict[str, float] = {}
     nbytes = cfg.bulk_mb * 1_000_000
@@ -552,8 +551,6 @@ async def measure_stack(
 
 
 async def bench(cfg: argparse.Namespace) -> dict[str, list[dict[str, float]]]:
-    import trio_netstack
-    from trio_netstack.testing.lab import create_lab
 
     runs: dict[str, list[dict[str, float]]] = {"stack": [], "kernel": []}
     base = Baseline()
@@ -591,8 +588,6 @@ async def bench_offload(cfg: argparse.Namespace, runs: dict[str, list[dict[str, 
     The kernel's figures for these rows are its bulk figures of the same run: the kernel
     uses its offloads on the baseline's veth either way.
     """
-    import trio_netstack
-    from trio_netstack.testing.lab import create_lab
 
     with create_lab("tap") as lab:
         async with (

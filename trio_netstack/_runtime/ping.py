@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import math
 import struct
 from types import TracebackType
@@ -10,22 +9,17 @@ from types import TracebackType
 import attrs
 import trio
 
-from ..proto.icmp import EchoReply, IcmpErrorReport
+from ..proto.icmp import EchoReply
 from ..wire import icmp as wicmp
-from ..wire.addr import ip_from_str, ip_to_str
+from ..wire import ipv4 as wip
+from ..wire.addr import ip_to_str
+from .events import PingEvent
+from .names import resolve_ipv4_literal
 from .stack import Stack, current_stack
 
 _STAMP = struct.Struct("!d")
-
-
-def resolve_ipv4_literal(host: str) -> int:
-    """Parse an IPv4 literal (the DNS resolver arrives with its own issue)."""
-    try:
-        return ip_from_str(host)
-    except ValueError:
-        raise OSError(
-            errno.EINVAL, f"cannot resolve {host!r}: give an IPv4 address like 192.0.2.1"
-        ) from None
+#: The largest echo payload in one IPv4 datagram (65507).
+MAX_PAYLOAD = wip.MAX_PACKET - wip.MIN_HEADER_LEN - wicmp.HEADER_LEN
 
 
 @attrs.frozen
@@ -77,18 +71,16 @@ class Pinger:
     def __init__(
         self, host: str, *, size: int = 56, ttl: int | None = None, stack: Stack | None = None
     ) -> None:
-        if not 0 <= size <= 65507:
-            raise ValueError(f"payload size {size} out of range 0..65507")
+        if not 0 <= size <= MAX_PAYLOAD:
+            raise ValueError(f"payload size {size} out of range 0..{MAX_PAYLOAD}")
         if ttl is not None and not 1 <= ttl <= 255:
             raise ValueError(f"TTL {ttl} out of range 1..255")  # RFC 1122 3.2.1.7: never 0
         self.stack = stack or current_stack()
         self.dst = resolve_ipv4_literal(host)
         self.size = size
         self.ttl = ttl
-        self._send, self._recv = trio.open_memory_channel[EchoReply | IcmpErrorReport](
-            self.stack.config.pinger_queue
-        )
-        self.ident = self.stack.register_pinger(self._send)
+        self._send, self._recv = trio.open_memory_channel[PingEvent](self.stack.config.pinger_queue)
+        self.ident = self.stack.icmp.register_pinger(self._send)
         self._sent_at: dict[int, float] = {}
 
     def _payload(self, now: float) -> bytes:
@@ -101,13 +93,13 @@ class Pinger:
 
     async def send(self, seq: int) -> None:
         """Send request ``seq``; raises NoRouteError (no route) or OSError(EMSGSIZE)."""
-        self.stack.check_route(self.dst)
+        self.stack.ip.route(self.dst)  # NoRouteError here, in the caller
         now = trio.current_time()
         self._sent_at[seq & 0xFFFF] = now
-        datagram = self.stack.build_echo_request(
+        datagram = self.stack.icmp.echo_request(
             self.dst, self.ident, seq & 0xFFFF, self._payload(now), self.ttl
         )
-        await self.stack.send_datagrams([datagram])
+        await self.stack.ip.send_datagrams([datagram])
 
     async def receive(self, deadline: float = math.inf) -> PingReply | PingError | None:
         """The next reply or error for this session, or None when ``deadline`` passes."""
@@ -133,7 +125,7 @@ class Pinger:
         return None
 
     def close(self) -> None:
-        self.stack.unregister_pinger(self.ident)
+        self.stack.icmp.unregister_pinger(self.ident)
         self._send.close()
 
     async def __aenter__(self) -> Pinger:

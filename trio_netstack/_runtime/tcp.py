@@ -22,17 +22,20 @@ for kicks the task.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import math
 import os
 import random
-from typing import TYPE_CHECKING, Any
+from typing import Protocol
 
 import attrs
 import trio
 
 from ..proto.icmp import IcmpErrorReport, error_to_errno
-from ..proto.ipv4 import Delivery, OutDatagram
+from ..proto.ipv4 import OutDatagram
+from ..proto.route import NoRouteError
+from ..proto.tcp import seq as S
 from ..proto.tcp.connection import (
     CLOSE_WAIT,
     CLOSED,
@@ -41,17 +44,35 @@ from ..proto.tcp.connection import (
     SYN_RECEIVED,
     SYN_SENT,
     TIME_WAIT,
+    TcpConfig,
     TcpConnection,
 )
 from ..proto.tcp.demux import Listener, TcpDemux
 from ..proto.tcp.isn import IsnGenerator
+from ..proto.tcp.mss import mss_for_mtu
 from ..wire import icmp as wicmp
 from ..wire import tcp as wtcp
+from ..wire.addr import ip_to_str
 from .channels import Mailbox, send_upward
+from .config import StackConfig
+from .events import (
+    KICK,
+    ConnectionIcmp,
+    ConnectionMessage,
+    Deliveries,
+    IcmpReports,
+    LayerMessage,
+    Segments,
+)
+from .transport import Network
 
-if TYPE_CHECKING:
-    from .stack import Stack
-    from .tcp_api import TcpListener
+
+class AcceptQueue(Protocol):
+    """What a listener's owner (the API's ``TcpListener``) offers the layer."""
+
+    def _wake(self) -> None:
+        """A connection became ready to accept."""
+
 
 CONNECTION_QUEUE = 256  # segment batches queued for one connection task
 TSO_MAX_PAYLOAD = 64000  # a super-segment stays below 65535 bytes with its headers
@@ -65,12 +86,12 @@ class ConnectionHandle:
     def __init__(self, layer: TcpLayer, conn: TcpConnection) -> None:
         self.layer = layer
         self.conn = conn
-        self.inbox: Mailbox[tuple[str, Any]] = Mailbox(CONNECTION_QUEUE, layer.stack.clock)
+        self.inbox: Mailbox[ConnectionMessage] = Mailbox(CONNECTION_QUEUE, layer.network.clock)
         # Made when an application task first parks: most idle connections have none.
         self.lot: trio.lowlevel.ParkingLot | None = None
         self.kicked = False
         self.finished = False  # the task ended (CLOSED, or handed to TIME_WAIT)
-        self.listener: Listener[TcpListener] | None = None
+        self.listener: Listener[AcceptQueue] | None = None
 
     def flush(self) -> None:
         """Send what an application call produced (it never awaits).
@@ -81,11 +102,11 @@ class ConnectionHandle:
         (RTO, persist). Otherwise the task is kicked and sends them itself (and
         retires the connection if the call ended it).
         """
-        stack = self.layer.stack
+        network = self.layer.network
         conn = self.conn
-        if self.inbox.idle and stack.can_transmit_now() and conn.state not in (TIME_WAIT, CLOSED):
+        if self.inbox.idle and network.can_transmit_now() and conn.state not in (TIME_WAIT, CLOSED):
             if conn.out:
-                stack.transmit_nowait(self.layer.datagrams(conn))
+                network.transmit_nowait(self.layer.datagrams(conn))
             self.inbox.wake_by(conn.get_timer())
         else:
             self.kick()
@@ -94,7 +115,7 @@ class ConnectionHandle:
         """Wake the connection task to send what the application's call produced."""
         if not self.kicked and not self.finished:
             self.kicked = True
-            if not send_upward(self.inbox, ("kick", None)):
+            if not send_upward(self.inbox, KICK):
                 self.kicked = False
 
     async def wait_change(self) -> None:
@@ -113,20 +134,29 @@ class ConnectionHandle:
 
 
 class TcpLayer:
-    def __init__(self, stack: Stack, secret: int) -> None:
-        self.stack = stack
+    def __init__(self, network: Network, config: StackConfig, secret: int) -> None:
+        self.network = network
+        self.config: TcpConfig = config.tcp
         rng = random.Random(secret ^ 0x7C9)
         key = secret.to_bytes(16, "big", signed=False) if secret < (1 << 128) else os.urandom(16)
-        self.demux: TcpDemux[TcpListener] = TcpDemux(
-            stack.config.tcp,
+        self.demux: TcpDemux[AcceptQueue] = TcpDemux(
+            config.tcp,
             IsnGenerator(key + b"trio_netstack-isn"),
             rng.randrange,
-            stack.config.tcp_demux,
+            config.tcp_demux,
         )
-        self.inbox: Mailbox[tuple[str, list[Any]]] = Mailbox(stack.config.layer_queue, stack.clock)
+        self.inbox: Mailbox[LayerMessage] = Mailbox(config.layer_queue, network.clock)
+        network.register(wtcp.PROTO_TCP, "tcp", self.inbox)
         self.handles: dict[TcpConnection, ConnectionHandle] = {}
         self._nursery: trio.Nursery | None = None
         self._finished_totals: dict[str, int] = {}  # totals of connections that ended
+
+    def local_mss(self, dst: int) -> int:
+        """The MSS we announce towards ``dst`` (from the path MTU, RFC 9293 3.7.1)."""
+        try:
+            return mss_for_mtu(self.network.path_mtu(dst))
+        except NoRouteError:
+            return mss_for_mtu(self.network.default_mtu)
 
     def totals(self) -> dict[str, int]:
         """Stack-wide sums of the per-connection counters (ended and live connections)."""
@@ -146,23 +176,23 @@ class TcpLayer:
 
     async def _loop(self) -> None:
         demux = self.demux
-        stack = self.stack
+        network = self.network
+        local_mss = self.local_mss
         while True:
             deadline = demux.next_time_wait_expiry()
             messages = await self.inbox.get_batch(math.inf if deadline is None else deadline)
             now = trio.current_time()
             per_conn: dict[TcpConnection, list[wtcp.TcpSegment]] = {}
-            for kind, items in messages:
-                if kind == "rx":
-                    for delivery in items:
-                        assert isinstance(delivery, Delivery)
+            for message in messages:
+                if isinstance(message, Deliveries):
+                    for delivery in message.items:
                         found = demux.input_untrusted(
-                            delivery, bool(delivery.flags & 1), stack.local_mss, now
+                            delivery, bool(delivery.flags & 1), local_mss, now
                         )
                         if found is not None:
                             per_conn.setdefault(found[0], []).append(found[1])
-                elif kind == "icmp":
-                    for report in items:
+                elif isinstance(message, IcmpReports):
+                    for report in message.items:
                         self._icmp_error(report, now)
             for conn, listener in demux.accepted:
                 self._spawn(conn, listener)
@@ -171,14 +201,14 @@ class TcpLayer:
                 handle = self.handles.get(conn)
                 if handle is None:
                     demux.counters.incr("connection_queue_full")
-                elif handle.inbox.idle and stack.can_transmit_now():
+                elif handle.inbox.idle and network.can_transmit_now():
                     self._round(handle, segments)
-                elif not send_upward(handle.inbox, ("segments", segments)):
+                elif not send_upward(handle.inbox, Segments(segments)):
                     demux.counters.incr("connection_queue_full")
             demux.expire_time_wait(now)
             if demux.out:
                 out, demux.out = demux.out, []
-                await stack.queue_datagrams(
+                await network.queue_datagrams(
                     [
                         OutDatagram(dst, wtcp.PROTO_TCP, seg, src=src, dont_fragment=True)
                         for src, dst, seg in out
@@ -193,7 +223,7 @@ class TcpLayer:
         stream's calls do) and its answer goes straight to the device. The task only
         wakes when it must: a deadline moved earlier, or the connection ended.
         """
-        self._feed(handle, [("segments", segments)])
+        self._feed(handle, [Segments(segments)])
         handle.wake()
         handle.flush()
 
@@ -230,37 +260,48 @@ class TcpLayer:
             return
         handle = self.handles.get(conn)
         if handle is not None:
-            send_upward(handle.inbox, ("icmp", report))
+            send_upward(handle.inbox, ConnectionIcmp(report))
 
     # --- connection tasks --------------------------------------------------------------
 
     def _spawn(
-        self, conn: TcpConnection, listener: Listener[TcpListener] | None = None
+        self, conn: TcpConnection, listener: Listener[AcceptQueue] | None = None
     ) -> ConnectionHandle:
         assert self._nursery is not None, "the TCP layer is not running"
         handle = ConnectionHandle(self, conn)
         handle.listener = listener
-        link = self.stack.link
-        # Offload (a TAP with IFF_VNET_HDR): the device completes checksums and cuts our
-        # super-segments at its MTU (TSO), so segments carry only the pseudo-header sum.
-        conn.csum_partial = bool(getattr(link, "tx_csum", False))
-        if getattr(link, "tso", False) and link.mtu == self.stack.mtu:
-            conn.gso_limit = TSO_MAX_PAYLOAD
-            conn.gso_mtu = self.stack.mtu
+        try:
+            route = self.network.route(conn.remote_ip)
+        except NoRouteError:
+            route = None
+        if route is not None:
+            link = self.network.link_of(route.ifindex)
+            # Offload (a TAP with IFF_VNET_HDR): the device completes checksums and cuts
+            # our super-segments at its MTU (TSO), so segments carry only the pseudo-header
+            # sum.
+            conn.csum_partial = bool(getattr(link, "tx_csum", False))
+            if getattr(link, "tso", False) and link.mtu == route.mtu:
+                conn.gso_limit = TSO_MAX_PAYLOAD
+                conn.gso_mtu = route.mtu
         self.handles[conn] = handle
         self._nursery.start_soon(self._connection_task, handle)
         handle.kick()  # its first round sends the SYN or SYN-ACK already queued
         return handle
 
     def open_connection(
-        self, local_ip: int, remote_ip: int, remote_port: int, local_port: int, config: Any
+        self,
+        local_ip: int,
+        remote_ip: int,
+        remote_port: int,
+        local_port: int,
+        config: TcpConfig,
     ) -> ConnectionHandle:
         now = trio.current_time()
         conn = self.demux.connect(
             local_ip,
             remote_ip,
             remote_port,
-            self.stack.local_mss(remote_ip),
+            self.local_mss(remote_ip),
             now,
             local_port=local_port,
             config=config,
@@ -269,7 +310,7 @@ class TcpLayer:
 
     async def _connection_task(self, handle: ConnectionHandle) -> None:
         conn = handle.conn
-        stack = self.stack
+        network = self.network
         try:
             while True:
                 deadline = conn.get_timer()
@@ -279,7 +320,7 @@ class TcpLayer:
                     handle, await handle.inbox.get_batch(math.inf if deadline is None else deadline)
                 )
                 if conn.out:
-                    await stack.queue_datagrams(self.datagrams(conn))
+                    await network.queue_datagrams(self.datagrams(conn))
                 handle.wake()
                 if conn.state == TIME_WAIT:
                     self.demux.enter_time_wait(conn, now)
@@ -301,16 +342,16 @@ class TcpLayer:
             if handle.listener is not None:
                 handle.listener.pending.discard(conn)
 
-    def _feed(self, handle: ConnectionHandle, messages: list[tuple[str, Any]]) -> float:
+    def _feed(self, handle: ConnectionHandle, messages: list[ConnectionMessage]) -> float:
         """One round of the connection task: its inbox, then its timers; returns now."""
         conn = handle.conn
         handle.kicked = False
         now = trio.current_time()
-        for kind, payload in messages:
-            if kind == "segments":
-                conn.on_segments(payload, now)
-            elif kind == "icmp":
-                self._apply_icmp(conn, payload, now)
+        for message in messages:
+            if isinstance(message, Segments):
+                conn.on_segments(message.items, now)
+            elif isinstance(message, ConnectionIcmp):
+                self._apply_icmp(conn, message.report, now)
         timer = conn.get_timer()
         if timer is not None and timer <= now:
             conn.handle_timer(now)
@@ -323,7 +364,8 @@ class TcpLayer:
     def datagrams(self, conn: TcpConnection) -> list[OutDatagram]:
         """Take the machine's segments as IPv4 datagrams."""
         out, conn.out = conn.out, []
-        gso_mtu = self.stack.mtu
+        # Larger than the MTU only as a super-segment for the device to cut (TSO).
+        gso_mtu = conn.gso_mtu or 65535
         src, dst = conn.local_ip, conn.remote_ip
         return [
             OutDatagram(
@@ -339,7 +381,8 @@ class TcpLayer:
 
     def _apply_icmp(self, conn: TcpConnection, report: IcmpErrorReport, now: float) -> None:
         if (report.type, report.code) == (wicmp.DEST_UNREACHABLE, wicmp.UNREACH_FRAG_NEEDED):
-            conn.path_mtu_changed(self.stack.path_mtu_to(conn.remote_ip), now)
+            with contextlib.suppress(NoRouteError):  # no route back: nothing to resize
+                conn.path_mtu_changed(self.network.path_mtu(conn.remote_ip), now)
             return
         code = error_to_errno(report.type, report.code)
         exc_type: type[OSError] = ConnectionRefusedError if code == errno.ECONNREFUSED else OSError
@@ -403,9 +446,6 @@ class TcpStatistics:
 
 
 def connection_statistics(conn: TcpConnection) -> TcpStatistics:
-    from ..proto.tcp import seq as S
-    from ..wire.addr import ip_to_str
-
     return TcpStatistics(
         state=conn.state,
         local=(ip_to_str(conn.local_ip), conn.local_port),

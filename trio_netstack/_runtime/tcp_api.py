@@ -30,9 +30,10 @@ from ..proto.tcp.connection import (
 )
 from ..proto.tcp.demux import Listener
 from ..wire.addr import ip_to_str
-from .ping import resolve_ipv4_literal
+from .conflict import ConflictDetector
+from .names import resolve_ipv4_literal
 from .stack import Stack, current_stack
-from .tcp import ConnectionHandle, TcpStatistics, connection_statistics
+from .tcp import AcceptQueue, ConnectionHandle, TcpStatistics, connection_statistics
 
 DEFAULT_RECEIVE = 65536
 
@@ -73,9 +74,8 @@ class TcpStream(trio.abc.HalfCloseableStream):
         self._conn: TcpConnection = handle.conn
         self._closed = False
         self._eof_sent = False
-        self._send_guard = trio.lowlevel.ParkingLot()  # only for the conflict check below
-        self._sending = False
-        self._receiving = False
+        self._sending = ConflictDetector("another task is already sending on this stream")
+        self._receiving = ConflictDetector("another task is already receiving on this stream")
 
     # --- helpers -----------------------------------------------------------------------
 
@@ -95,10 +95,7 @@ class TcpStream(trio.abc.HalfCloseableStream):
     # --- sending -----------------------------------------------------------------------
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        if self._sending:
-            raise trio.BusyResourceError("another task is already sending on this stream")
-        self._sending = True
-        try:
+        with self._sending:
             self._check_open()
             if self._eof_sent:
                 raise trio.ClosedResourceError(
@@ -127,14 +124,9 @@ class TcpStream(trio.abc.HalfCloseableStream):
                     return
                 await self._handle.wait_change()
                 parked = True
-        finally:
-            self._sending = False
 
     async def wait_send_all_might_not_block(self) -> None:
-        if self._sending:
-            raise trio.BusyResourceError("another task is already sending on this stream")
-        self._sending = True
-        try:
+        with self._sending:
             while True:
                 self._check_open()
                 self._raise_if_failed()
@@ -142,13 +134,10 @@ class TcpStream(trio.abc.HalfCloseableStream):
                     await trio.lowlevel.checkpoint()
                     return
                 await self._handle.wait_change()
-        finally:
-            self._sending = False
 
     async def send_eof(self) -> None:
         """Half-close: send FIN after the queued data (RFC 9293 3.10.4)."""
-        if self._sending:
-            raise trio.BusyResourceError("another task is sending on this stream")
+        self._sending.check()
         self._check_open()
         if not self._eof_sent:
             self._eof_sent = True
@@ -165,10 +154,7 @@ class TcpStream(trio.abc.HalfCloseableStream):
         max_bytes = operator.index(max_bytes)  # TypeError for 1.5, as trio's streams
         if max_bytes < 1:
             raise ValueError("max_bytes must be at least 1")
-        if self._receiving:
-            raise trio.BusyResourceError("another task is already receiving on this stream")
-        self._receiving = True
-        try:
+        with self._receiving:
             conn = self._conn
             # Cancellable only before data is taken (taken bytes are never lost to a
             # Cancelled); one schedule point: the park, or a shielded one at the end.
@@ -186,8 +172,6 @@ class TcpStream(trio.abc.HalfCloseableStream):
                 self._raise_if_failed()
                 await self._handle.wait_change()
                 parked = True
-        finally:
-            self._receiving = False
 
     # --- closing -----------------------------------------------------------------------
 
@@ -266,7 +250,7 @@ async def connect_tcp(
     if not 0 < port <= 0xFFFF:
         raise ValueError(f"port {port} out of range 1..65535")
     dst = resolve_ipv4_literal(host)
-    route = owner.routes.lookup(dst)  # NoRouteError here
+    route = owner.ip.route(dst)  # NoRouteError here
     local_ip = resolve_ipv4_literal(local_address) if local_address else route.source
     config = _config_for(
         owner,
@@ -317,8 +301,8 @@ class TcpListener(trio.abc.Listener[TcpStream]):
         self._stack = stack
         self._lot = trio.lowlevel.ParkingLot()
         self._closed = False
-        self._accepting = False
-        self._listener: Listener[TcpListener] = stack.tcp.demux.listen(
+        self._accepting = ConflictDetector("another task is already accepting")
+        self._listener: Listener[AcceptQueue] = stack.tcp.demux.listen(
             local_ip, port, backlog, self, config
         )
 
@@ -329,10 +313,7 @@ class TcpListener(trio.abc.Listener[TcpStream]):
         return (ip_to_str(self._listener.local_ip), self._listener.port)
 
     async def accept(self) -> TcpStream:
-        if self._accepting:
-            raise trio.BusyResourceError("another task is already accepting")
-        self._accepting = True
-        try:
+        with self._accepting:
             while True:
                 if self._closed:
                     raise trio.ClosedResourceError("the listener was closed")
@@ -344,8 +325,6 @@ class TcpListener(trio.abc.Listener[TcpStream]):
                         await trio.lowlevel.checkpoint()
                         return TcpStream(handle)
                 await self._lot.park()
-        finally:
-            self._accepting = False
 
     async def aclose(self) -> None:
         if not self._closed:
@@ -378,7 +357,7 @@ async def open_tcp_listeners(
     """Listen on ``port`` (of ``host``, or every address); like :func:`trio.open_tcp_listeners`."""
     owner = stack or current_stack()
     local_ip = resolve_ipv4_literal(host) if host else 0
-    if local_ip and not owner.routes.is_local(local_ip):
+    if local_ip and not owner.ip.is_local(local_ip):
         raise OSError(errno.EADDRNOTAVAIL, f"{host} is not an address of this stack")
     config = _config_for(
         owner,

@@ -14,24 +14,25 @@ import errno
 import os
 import random
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
 
 import attrs
 import trio
 
 from ..proto.icmp import IcmpErrorReport, error_to_errno
-from ..proto.ipv4 import Delivery, OutDatagram
+from ..proto.ipv4 import OutDatagram
 from ..proto.udp import Endpoint, UdpDemux
-from ..wire import icmp as wicmp
+from ..wire import ipv4 as wip
 from ..wire import udp as wudp
 from ..wire.addr import ip_to_str
 from .channels import Mailbox, offer
-from .ping import resolve_ipv4_literal
+from .config import StackConfig
+from .conflict import ConflictDetector
+from .events import Deliveries, IcmpReports, LayerMessage
+from .names import resolve_ipv4_literal
+from .transport import Network
 
-if TYPE_CHECKING:
-    from .stack import Stack
-
-MAX_PAYLOAD = 65507  # 65535 - 20 (IPv4 header) - 8 (UDP header)
+#: The largest UDP payload in one IPv4 datagram (65507).
+MAX_PAYLOAD = wip.MAX_PACKET - wip.MIN_HEADER_LEN - wudp.HEADER_LEN
 
 Address = tuple[str, int]
 _Item = tuple[bytes, Address] | None  # None only wakes a receiver to see an error
@@ -53,16 +54,24 @@ class UdpSocket:
     """A UDP socket on the stack. Create it with :func:`open_udp_socket`."""
 
     def __init__(
-        self, layer: UdpLayer, local_ip: int, local_port: int, *, broadcast: bool, queue: int
+        self,
+        layer: UdpLayer,
+        local_ip: int,
+        local_port: int,
+        *,
+        broadcast: bool,
+        queue: int,
+        ifindex: int = 0,
     ) -> None:
         self._layer = layer
-        self._stack = layer.stack
+        self._network = layer.network
         self.broadcast = broadcast
         self._send_q, self._recv_q = trio.open_memory_channel[_Item](queue)
         self._endpoint: Endpoint[UdpSocket] = layer.demux.bind(self, local_ip, local_port)
+        self._endpoint.ifindex = ifindex
         self._error: OSError | None = None
         self._closed = False
-        self._receiving = False
+        self._receiving = ConflictDetector("another task is already receiving on this socket")
         self._counts = {
             "sent": 0,
             "received": 0,
@@ -86,7 +95,7 @@ class UdpSocket:
         """Fix the peer: ``send``/``receive`` use it and ICMP errors are reported."""
         self._check_open()
         dst, port = self._resolve(address)
-        self._stack.check_route(dst)
+        self._network.route(dst, self._endpoint.ifindex or None)  # NoRouteError here
         self._endpoint.remote_ip = dst
         self._endpoint.remote_port = port
         self._error = None
@@ -108,16 +117,22 @@ class UdpSocket:
     async def _send(self, data: bytes | bytearray | memoryview, dst: int, port: int) -> None:
         self._raise_pending()
         if len(data) > MAX_PAYLOAD:
-            raise OSError(errno.EMSGSIZE, f"a UDP payload of {len(data)} bytes exceeds 65507")
-        stack = self._stack
-        route = stack.routes.lookup(dst)  # NoRouteError here, in the caller
+            raise OSError(
+                errno.EMSGSIZE, f"a UDP payload of {len(data)} bytes exceeds {MAX_PAYLOAD}"
+            )
+        endpoint = self._endpoint
+        oif = endpoint.ifindex or None
+        route = self._network.route(dst, oif)  # NoRouteError here, in the caller
         if route.broadcast and not self.broadcast:
             raise PermissionError(
                 errno.EACCES, f"sending to broadcast {ip_to_str(dst)} needs broadcast=True"
             )
-        src = self._endpoint.local_ip or route.source
-        segment = wudp.build(src, dst, self._endpoint.local_port, port, data)
-        await stack.send_datagrams([OutDatagram(dst, wudp.PROTO_UDP, segment, src=src)])
+        # From 0.0.0.0 when the interface has no address yet (RFC 2131 4.1, a DHCP client).
+        src = endpoint.local_ip or route.source
+        segment = wudp.build(src, dst, endpoint.local_port, port, data)
+        await self._network.send_datagrams(
+            [OutDatagram(dst, wudp.PROTO_UDP, segment, src=src, oif=oif)]
+        )
         self._counts["sent"] += 1
         self._counts["bytes_sent"] += len(data)
 
@@ -125,10 +140,7 @@ class UdpSocket:
 
     async def receive_from(self) -> tuple[bytes, Address]:
         self._check_open()
-        if self._receiving:
-            raise trio.BusyResourceError("another task is already receiving on this socket")
-        self._receiving = True
-        try:
+        with self._receiving:
             while True:
                 self._raise_pending()
                 try:
@@ -137,8 +149,6 @@ class UdpSocket:
                     raise trio.ClosedResourceError("the UDP socket was closed") from None
                 if item is not None:
                     return item
-        finally:
-            self._receiving = False
 
     async def receive(self) -> bytes:
         if not self._endpoint.remote_ip:
@@ -226,36 +236,30 @@ class UdpSocket:
 class UdpLayer:
     """The UDP layer task and its port table."""
 
-    def __init__(self, stack: Stack, seed: int) -> None:
-        self.stack = stack
+    def __init__(self, network: Network, config: StackConfig, seed: int) -> None:
+        self.network = network
         rng = random.Random(seed)
         self.demux: UdpDemux[UdpSocket] = UdpDemux(rng.randrange)
-        self.inbox: Mailbox[tuple[str, list[Any]]] = Mailbox(stack.config.layer_queue)
+        self.inbox: Mailbox[LayerMessage] = Mailbox(config.layer_queue)
+        network.register(wudp.PROTO_UDP, "udp", self.inbox)
 
     async def run(self, *, task_status: trio.TaskStatus[None]) -> None:
         demux = self.demux
-        stack = self.stack
         task_status.started()
         while True:
             messages = await self.inbox.get_batch()
-            unreachable = []
-            for kind, items in messages:
-                if kind == "rx":
-                    for delivery in items:
-                        assert isinstance(delivery, Delivery)
+            for message in messages:
+                if isinstance(message, Deliveries):
+                    for delivery in message.items:
                         got = demux.input_untrusted(delivery, bool(delivery.flags & 1))
                         if got is not None:
                             got.endpoint.handle._deliver(got.payload, got.src, got.sport)
-                        elif demux.no_port:
-                            unreachable.append(delivery)
-                elif kind == "icmp":
-                    for report in items:
-                        assert isinstance(report, IcmpErrorReport)
+                elif isinstance(message, IcmpReports):
+                    for report in message.items:
                         self._icmp_error(report)
-            if unreachable:
-                stack.request_icmp_errors(
-                    [(wicmp.DEST_UNREACHABLE, wicmp.UNREACH_PORT, d) for d in unreachable]
-                )
+            requests = demux.take_icmp_requests()
+            if requests:
+                self.network.request_icmp(requests)  # port unreachable (RFC 1122 4.1.3.1)
 
     def _icmp_error(self, report: IcmpErrorReport) -> None:
         endpoint = self.demux.match_error(report.original, report.quoted)
@@ -268,25 +272,3 @@ class UdpLayer:
         endpoint.handle._deliver_error(
             exc_type(code, f"{os.strerror(code)} (ICMP from {ip_to_str(report.reporter)})")
         )
-
-
-def open_udp_socket(
-    local_address: str | None = None,
-    local_port: int = 0,
-    *,
-    broadcast: bool = False,
-    receive_queue: int = 256,
-    stack: Stack | None = None,
-) -> UdpSocket:
-    """Bind a UDP socket on the current stack (port 0: an ephemeral port).
-
-    Raises ``OSError(EADDRINUSE)`` when the port is taken. Use it as
-    ``async with open_udp_socket(...) as sock`` or call ``close()``.
-    """
-    from .stack import current_stack
-
-    owner = stack or current_stack()
-    local_ip = resolve_ipv4_literal(local_address) if local_address else 0
-    if local_ip and not owner.routes.is_local(local_ip):
-        raise OSError(errno.EADDRNOTAVAIL, f"{local_address} is not an address of this stack")
-    return UdpSocket(owner.udp, local_ip, local_port, broadcast=broadcast, queue=receive_queue)

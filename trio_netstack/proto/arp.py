@@ -90,13 +90,22 @@ class ArpMachine:
         self.counters = Counters()
         self.frames_out: list[bytes] = []
         self.unreachable: list[tuple[int, list[bytes]]] = []
-        # Set when a deadline is added; whoever runs the timers clears it. Lets a caller
-        # outside the timer's task (the transmit path) see cheaply that it must wake it.
-        self.timers_changed = False
         self._entries: dict[int, _Entry] = {}
         self._heap: list[tuple[float, int]] = []  # (deadline, ip); stale items skipped
         self._queued = 0
         self._next_gc: float | None = None
+
+    # --- outputs -------------------------------------------------------------------
+
+    def take_frames(self) -> list[bytes]:
+        """The Ethernet frames to send, in order (ARP's own and released packets)."""
+        out, self.frames_out = self.frames_out, []
+        return out
+
+    def take_unreachable(self) -> list[tuple[int, list[bytes]]]:
+        """``(neighbour, [its queued IPv4 packets])`` for each resolution given up."""
+        out, self.unreachable = self.unreachable, []
+        return out
 
     # --- configuration -------------------------------------------------------------
 
@@ -332,12 +341,10 @@ class ArpMachine:
     def _ensure_gc(self, now: float) -> None:
         if self._next_gc is None:
             self._next_gc = now + self.config.gc_interval
-            self.timers_changed = True
 
     def _schedule(self, entry: _Entry, deadline: float) -> None:
         entry.deadline = deadline
         heapq.heappush(self._heap, (deadline, entry.ip))
-        self.timers_changed = True
 
     # --- helpers ---------------------------------------------------------------------
 

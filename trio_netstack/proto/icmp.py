@@ -15,7 +15,7 @@ from ..wire import icmp as wicmp
 from ..wire import ipv4 as wip
 from ..wire.errors import ParseError
 from .counters import Counters
-from .ipv4 import Delivery, OutDatagram
+from .ipv4 import Delivery, IcmpRequest, OutDatagram
 from .ratelimit import IcmpRateLimiter, RateLimitConfig
 
 #: RFC 1812 4.3.2.3: an error quotes as much of the datagram as fits in 576 bytes.
@@ -79,7 +79,8 @@ def error_to_errno(mtype: int, code: int) -> int:
 
 
 class IcmpMachine:
-    """Outputs: :attr:`out` (datagrams to send), :attr:`echo_replies`, :attr:`errors`."""
+    """ICMP of one stack. Its outputs are taken with :meth:`take_datagrams` (to send),
+    :meth:`take_echo_replies` and :meth:`take_errors` (reports for their owners)."""
 
     def __init__(self, rate_limit: RateLimitConfig | None = None) -> None:
         self.counters = Counters()
@@ -87,6 +88,37 @@ class IcmpMachine:
         self.out: list[OutDatagram] = []
         self.echo_replies: list[EchoReply] = []
         self.errors: list[IcmpErrorReport] = []
+
+    def take_datagrams(self) -> list[OutDatagram]:
+        out, self.out = self.out, []
+        return out
+
+    def take_echo_replies(self) -> list[EchoReply]:
+        out, self.echo_replies = self.echo_replies, []
+        return out
+
+    def take_errors(self) -> list[IcmpErrorReport]:
+        out, self.errors = self.errors, []
+        return out
+
+    def report(self, request: IcmpRequest, now: float) -> bool:
+        """Send the error another layer asked for about a datagram it received."""
+        return self.send_error(
+            request.type,
+            request.code,
+            request.header,
+            request.data,
+            now,
+            to_broadcast=request.broadcast,
+            rest=request.rest,
+            from_destination=request.local,
+        )
+
+    def host_unreachable(self, packet: bytes, now: float) -> None:
+        """One of our packets that ARP could not deliver (RFC 1122 3.2.2.1): reported
+        locally as host unreachable, as if the error had come from its own source."""
+        reporter = int.from_bytes(packet[12:16], "big") if len(packet) >= 20 else 0
+        self.local_error(reporter, wicmp.DEST_UNREACHABLE, wicmp.UNREACH_HOST, packet, now)
 
     def input_untrusted(self, delivery: Delivery, now: float) -> None:
         counters = self.counters
@@ -161,6 +193,7 @@ class IcmpMachine:
         *,
         to_broadcast: bool = False,
         rest: int = 0,
+        from_destination: bool = True,
     ) -> bool:
         """Queue an ICMP error about the datagram ``header`` + ``data`` we received.
 
@@ -200,7 +233,10 @@ class IcmpMachine:
         )
         room = MAX_ERROR_DATAGRAM - wip.MIN_HEADER_LEN - wicmp.HEADER_LEN - len(quoted_header)
         body = wicmp.build(mtype, code, rest, quoted_header + bytes(data[:room]))
-        self.out.append(OutDatagram(src, wip.PROTO_ICMP, body, src=header.dst))
+        # An error about a datagram for us comes from the address it was sent to; one
+        # about a datagram we forward, from our address on the way back (RFC 1812 4.3.2.4).
+        source = header.dst if from_destination else None
+        self.out.append(OutDatagram(src, wip.PROTO_ICMP, body, src=source))
         counters.incr(f"tx_error_{mtype}_{code}")
         return True
 

@@ -14,12 +14,13 @@ from typing import Generic, TypeVar
 
 import attrs
 
+from ..wire import icmp as wicmp
 from ..wire import ipv4 as wip
 from ..wire import udp as wudp
 from ..wire.addr import ip_to_str
 from ..wire.errors import ParseError
 from .counters import Counters
-from .ipv4 import Delivery
+from .ipv4 import Delivery, IcmpRequest
 
 H = TypeVar("H")
 
@@ -36,6 +37,7 @@ class Endpoint(Generic[H]):
     local_port: int
     remote_ip: int = 0  # 0 = not connected
     remote_port: int = 0
+    ifindex: int = 0  # 0 = any interface (else bound to one, like SO_BINDTODEVICE)
 
 
 @attrs.define(slots=True)
@@ -50,7 +52,7 @@ class Received(Generic[H]):
 class UdpDemux(Generic[H]):
     def __init__(self, randrange: Callable[[int, int], int]) -> None:
         self.counters = Counters()
-        self.no_port = False  # set by input_untrusted when no socket took the datagram
+        self._icmp_requests: list[IcmpRequest] = []
         self._ports: dict[int, list[Endpoint[H]]] = {}
         self._randrange = randrange
 
@@ -86,11 +88,15 @@ class UdpDemux(Generic[H]):
                 return port
         raise OSError(errno.EADDRINUSE, "no free ephemeral UDP port")
 
-    def lookup(self, dst: int, dport: int, src: int, sport: int) -> Endpoint[H] | None:
+    def lookup(
+        self, dst: int, dport: int, src: int, sport: int, ifindex: int = 0
+    ) -> Endpoint[H] | None:
         best: Endpoint[H] | None = None
         best_score = -1
         for ep in self._ports.get(dport, ()):
             if ep.local_ip and ep.local_ip != dst:
+                continue
+            if ep.ifindex and ep.ifindex != ifindex:
                 continue
             score = 0
             if ep.local_ip:
@@ -105,14 +111,17 @@ class UdpDemux(Generic[H]):
 
     # --- input ---------------------------------------------------------------------
 
+    def take_icmp_requests(self) -> list[IcmpRequest]:
+        out, self._icmp_requests = self._icmp_requests, []
+        return out
+
     def input_untrusted(self, delivery: Delivery, trusted: bool) -> Received[H] | None:
         """Demultiplex a datagram; None means dropped (counted) or no socket.
 
-        When there is no socket, :attr:`no_port` is set so the caller can send ICMP
-        port unreachable (RFC 1122 4.1.3.1).
+        When there is no socket, ICMP port unreachable is requested (RFC 1122
+        4.1.3.1; :meth:`take_icmp_requests`).
         """
         header = delivery.header
-        self.no_port = False
         try:
             sport, dport, payload = wudp.parse_untrusted(
                 delivery.payload, header.src, header.dst, verify_checksum=not trusted
@@ -120,10 +129,18 @@ class UdpDemux(Generic[H]):
         except ParseError as exc:
             self.counters.incr(exc.reason)
             return None
-        endpoint = self.lookup(header.dst, dport, header.src, sport)
+        endpoint = self.lookup(header.dst, dport, header.src, sport, delivery.ifindex)
         if endpoint is None:
             self.counters.incr("no_port")
-            self.no_port = True
+            self._icmp_requests.append(
+                IcmpRequest(
+                    wicmp.DEST_UNREACHABLE,
+                    wicmp.UNREACH_PORT,
+                    header,
+                    delivery.payload,
+                    delivery.broadcast,
+                )
+            )
             return None
         self.counters.incr("rx_datagrams")
         return Received(endpoint, header.src, sport, header.dst, bytes(payload))

@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 
 from .._runtime.config import StackConfig
 from .._runtime.stack import Stack, open_stack
+from ..link import ImpairedLink, Impairment, memory_link_pair
 from ..link.base import Link
 
 A_IP = "192.0.2.1"
@@ -27,8 +28,6 @@ def make_link_pair(
 
     Each frame is impaired once (on its sender's side), each side with its own seed.
     """
-    from ..link import ImpairedLink, Impairment, memory_link_pair
-
     a, b = memory_link_pair(mtu=mtu)
     if impair is None:
         return a, b

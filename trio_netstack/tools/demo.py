@@ -20,8 +20,11 @@ import trio
 from .._runtime.ping import ping
 from .._runtime.stack import Stack, open_stack
 from .._runtime.tcp_api import open_tcp_stream, serve_tcp
-from .._runtime.udp import open_udp_socket
+from .._runtime.udp_api import open_udp_socket
+from ..testing import open_stack_pair
+from ..testing.lab import create_lab
 from ..wire.addr import ip_to_str, mac_to_str
+from ._cli import run
 from .serve import format_statistics, tcp_echo, udp_echo
 
 if TYPE_CHECKING:
@@ -73,8 +76,6 @@ async def show_services(lab: Lab) -> bool:
 
 
 async def kernel_lab(count: int) -> int:
-    from ..testing.lab import create_lab
-
     print("== building the lab: netns with a TAP device; kernel 192.0.2.1/24, stack 192.0.2.2/24")
     with create_lab("tap") as lab:
         link = await lab.open_stack_link()
@@ -116,8 +117,6 @@ async def kernel_lab(count: int) -> int:
 
 
 async def memory_demo(count: int) -> int:
-    from ..testing import open_stack_pair
-
     print("== not root: two stacks on an in-memory link (A 192.0.2.1, B 192.0.2.2)")
     async with open_stack_pair() as (a, b):
         answer = await ping("192.0.2.2", count=count, interval=0.2, stack=a)
@@ -141,8 +140,6 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--memory", action="store_true", help="in-memory demo even as root")
     args = p.parse_args(argv)
     use_kernel = os.geteuid() == 0 and not args.memory and os.path.exists("/dev/net/tun")
-    from ._cli import run
-
     run("demo", lambda: kernel_lab(args.count) if use_kernel else memory_demo(args.count))
 
 

@@ -20,7 +20,8 @@ import trio
 
 from .._runtime.stack import Stack
 from .._runtime.tcp_api import TcpStream, connect_tcp, open_tcp_listeners
-from .._runtime.udp import UdpSocket, open_udp_socket
+from .._runtime.udp import UdpSocket
+from .._runtime.udp_api import open_udp_socket
 from ._cli import attach_options, cancel_on_signals, run, stack_from_args
 
 CHUNK = 65507

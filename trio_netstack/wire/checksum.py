@@ -46,3 +46,21 @@ def pseudo_header_sum(src: int, dst: int, protocol: int, length: int) -> int:
     Feed it as ``initial`` to :func:`ones_sum`/:func:`internet_checksum`.
     """
     return (src >> 16) + (src & 0xFFFF) + (dst >> 16) + (dst & 0xFFFF) + protocol + length
+
+
+def update16(checksum: int, old: int, new: int) -> int:
+    """A stored checksum after one 16-bit word of its data changed from ``old`` to ``new``.
+
+    RFC 1624 eqn. 3, HC' = ~(~HC + ~m + m'): unlike RFC 1141's form it never yields
+    0x0000 from a non-zero sum, the mistake that RFC corrects.
+    """
+    total = (~checksum & 0xFFFF) + (~old & 0xFFFF) + new
+    total = (total & 0xFFFF) + (total >> 16)
+    total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def update32(checksum: int, old: int, new: int) -> int:
+    """:func:`update16` for a 32-bit field (an IPv4 address): both of its words."""
+    checksum = update16(checksum, old >> 16, new >> 16)
+    return update16(checksum, old & 0xFFFF, new & 0xFFFF)
