@@ -197,6 +197,18 @@ class Stack:
             self.interface(interface).ifindex if interface is not None else None,
         )
 
+    def accept_unconfigured(self, on: bool, *, interface: str | int | None = None) -> None:
+        """While ``interface`` has no address, take unicast datagrams to any address on it.
+
+        What a DHCP client needs between DISCOVER and ACK: a server may answer by
+        unicast to the address it offers (RFC 2131 4.1), before that address is ours.
+        """
+        ifindex = self.interface(interface).ifindex
+        if on:
+            self.ip.ipv4.accept_unconfigured.add(ifindex)
+        else:
+            self.ip.ipv4.accept_unconfigured.discard(ifindex)
+
     def attach_hook(self, point: HookPoint, hook: Hook, priority: int = 0) -> Callable[[], None]:
         """Attach an IPv4 hook (``proto/hooks.py``); returns a function that detaches it."""
         return self.ip.ipv4.hooks.attach(point, hook, priority)

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import attrs
+
 from .._runtime.config import StackConfig
 from .._runtime.stack import Stack, open_stack
 from ..link import ImpairedLink, Impairment, memory_link_pair
@@ -51,3 +53,31 @@ async def open_stack_pair(
         open_stack(link_b, ip=f"{B_IP}/24", mac=B_MAC, config=config, secret=seed + 7) as b,
     ):
         yield a, b
+
+
+@asynccontextmanager
+async def open_routed_hosts(
+    *, forwarding: bool = True, config: StackConfig | None = None
+) -> AsyncIterator[tuple[Stack, Stack, Stack]]:
+    """Hosts A and B on two in-memory cables, with stack R between them.
+
+    A (192.0.2.2/24, gateway 192.0.2.1) -- R (192.0.2.1/24 on its first interface,
+    198.51.100.1/24 on its second, named "second") -- B (198.51.100.2/24, gateway
+    198.51.100.1). ``forwarding`` makes R a router (``Ipv4Config.forwarding``).
+    """
+    a_link, r_link1 = memory_link_pair()
+    r_link2, b_link = memory_link_pair()
+    base = config or StackConfig()
+    router_config = attrs.evolve(base, ipv4=attrs.evolve(base.ipv4, forwarding=forwarding))
+    try:
+        async with (
+            open_stack(a_link, ip="192.0.2.2/24", gateway="192.0.2.1", config=base, secret=1) as a,
+            open_stack(r_link1, ip="192.0.2.1/24", config=router_config, secret=2) as r,
+            open_stack(
+                b_link, ip="198.51.100.2/24", gateway="198.51.100.1", config=base, secret=3
+            ) as b,
+        ):
+            await r.add_interface(r_link2, ip="198.51.100.1/24", name="second")
+            yield a, r, b
+    finally:
+        await r_link2.aclose()
