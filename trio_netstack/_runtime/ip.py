@@ -112,7 +112,7 @@ class IpLayer:
             # still flushing) end with Cancelled, not with an error of their own.
             await trio.lowlevel.checkpoint_if_cancelled()
             raise trio.ClosedResourceError("the stack is closed")
-        for iface, frames in self._frame(self._route(datagrams)):
+        for iface, frames in self._frame(datagrams):
             await iface.transmit(frames)
 
     def can_transmit_now(self) -> bool:
@@ -122,27 +122,41 @@ class IpLayer:
 
     def transmit_nowait(self, datagrams: list[OutDatagram]) -> None:
         """:meth:`queue_datagrams` without waiting, when :meth:`can_transmit_now`."""
-        for iface, frames in self._frame(self._route(datagrams)):
+        for iface, frames in self._frame(datagrams):
             iface.try_transmit(frames)
 
     # --- the transmit path ---------------------------------------------------------
 
-    def _route(self, datagrams: list[OutDatagram]) -> list[Routed]:
+    def _frame(self, datagrams: list[OutDatagram]) -> list[tuple[NetInterface, list[bytes]]]:
+        """Route, resolve and frame datagrams, per interface in the order given."""
         now = trio.current_time()
         output = self.ipv4.output
+        if len(datagrams) == 1:  # the common case, without the lists of the general one
+            try:
+                ifindex, packets = output(datagrams[0], now)
+            except OSError as exc:  # no route, too big: counted by reason
+                self.counters.incr(f"tx_error_{exc.errno}")
+                return []
+            iface = self.interfaces.get(ifindex)
+            if iface is None:
+                self.counters.incr("tx_no_interface")
+                return []
+            arp = iface.arp
+            for next_hop, packet in packets:
+                arp.output(next_hop, packet, now)
+            frames = self._take_frames(iface)
+            return [(iface, frames)] if frames else []
         routed = []
         for datagram in datagrams:
             try:
                 routed.append(output(datagram, now))
-            except OSError as exc:  # no route, too big: counted by reason
+            except OSError as exc:
                 self.counters.incr(f"tx_error_{exc.errno}")
-        return routed
+        return self._resolve(routed, now)
 
-    def _frame(self, routed: list[Routed]) -> list[tuple[NetInterface, list[bytes]]]:
-        """Resolve and frame routed packets, per interface in the order given."""
-        now = trio.current_time()
-        touched: list[NetInterface] = []
+    def _resolve(self, routed: list[Routed], now: float) -> list[tuple[NetInterface, list[bytes]]]:
         interfaces = self.interfaces
+        touched: list[NetInterface] = []
         for ifindex, packets in routed:
             iface = interfaces.get(ifindex)
             if iface is None:
@@ -155,17 +169,24 @@ class IpLayer:
                 touched.append(iface)
         result = []
         for iface in touched:
-            arp = iface.arp
-            if arp.unreachable:
-                iface.kick()  # its task reports the neighbours given up on
-            else:
-                # A resolution started or an entry went STALE -> DELAY: the ethernet
-                # task owns ARP's timers and must wake by the new deadline.
-                iface.inbox.wake_by(arp.get_timer())
-            frames = arp.take_frames()
+            frames = self._take_frames(iface)
             if frames:
                 result.append((iface, frames))
         return result
+
+    @staticmethod
+    def _take_frames(iface: NetInterface) -> list[bytes]:
+        arp = iface.arp
+        if arp.unreachable:
+            iface.kick()  # its task reports the neighbours given up on
+        else:
+            # A resolution started or an entry went STALE -> DELAY: the ethernet task
+            # owns ARP's timers and must wake by the new deadline (aioquic's pattern:
+            # after a call, ask the machine for its timer).
+            deadline = arp.get_timer()
+            if deadline is not None:
+                iface.inbox.wake_by(deadline)
+        return arp.take_frames()
 
     # --- interfaces and addresses ----------------------------------------------------
 
@@ -231,16 +252,15 @@ class IpLayer:
             now = trio.current_time()
             by_protocol: dict[int, list[Delivery]] = {}
             for message in messages:
-                if not isinstance(message, Received):
+                if type(message) is not Received:
                     continue
                 ifindex = message.ifindex
                 for data, flags in message.items:
                     delivery = ipv4.input_untrusted(data, flags, now, ifindex)
                     if delivery is not None:
-                        protocol = delivery.header.protocol
-                        found = by_protocol.get(protocol)
+                        found = by_protocol.get(delivery.header.protocol)
                         if found is None:
-                            by_protocol[protocol] = [delivery]
+                            by_protocol[delivery.header.protocol] = [delivery]
                         else:
                             found.append(delivery)
             ipv4.handle_timer(now)
@@ -248,12 +268,12 @@ class IpLayer:
                 name, box = handlers[protocol]  # the machine delivers registered ones only
                 if not send_upward(box, Deliveries(deliveries)):
                     counters.incr(f"{name}_queue_full", len(deliveries))
-            requests = ipv4.take_icmp_requests()
-            if requests:
-                self.request_icmp(requests)
-            forwarded = ipv4.take_forwarded()
-            if forwarded:
-                for iface, frames in self._frame(forwarded):
+            if ipv4.has_output:
+                requests = ipv4.take_icmp_requests()
+                if requests:
+                    self.request_icmp(requests)
+                forwarded = ipv4.take_forwarded()
+                for iface, frames in self._resolve(forwarded, now):
                     await iface.transmit(frames)
 
     def close(self) -> None:

@@ -112,6 +112,11 @@ class Ipv4Machine:
 
     # --- outputs -------------------------------------------------------------------
 
+    @property
+    def has_output(self) -> bool:
+        """Whether :meth:`take_icmp_requests` or :meth:`take_forwarded` has anything."""
+        return bool(self._icmp_requests or self._forwarded)
+
     def take_icmp_requests(self) -> list[IcmpRequest]:
         out, self._icmp_requests = self._icmp_requests, []
         return out

@@ -100,7 +100,12 @@ class RouteTable:
         # result per packet otherwise. Cleared on every change and when full (bounded,
         # so a scan of many destinations cannot grow it; Linux dropped its unbounded
         # route cache for that reason).
-        self._cache: dict[tuple[int, int | None], RouteResult] = {}
+        self._cache: dict[int, RouteResult] = {}
+        self._bound_cache: dict[tuple[int, int], RouteResult] = {}  # lookups with an oif
+
+    def _clear_cache(self) -> None:
+        self._cache.clear()
+        self._bound_cache.clear()
 
     # --- interfaces and addresses --------------------------------------------------
 
@@ -108,7 +113,7 @@ class RouteTable:
         if ifindex in self._mtus:
             raise ValueError(f"interface {ifindex} already exists")
         self._mtus[ifindex] = mtu
-        self._cache.clear()
+        self._clear_cache()
 
     def remove_link(self, ifindex: int) -> None:
         self._mtus.pop(ifindex, None)
@@ -125,10 +130,10 @@ class RouteTable:
         self._routes = [
             attrs.evolve(r, mtu=mtu) if r.ifindex == ifindex else r for r in self._routes
         ]
-        self._cache.clear()
+        self._clear_cache()
 
     def _addresses_changed(self) -> None:
-        self._cache.clear()
+        self._clear_cache()
         self._local = frozenset(a.address for a in self.addresses)
         self._broadcasts = frozenset(
             {LIMITED_BROADCAST} | {a.broadcast for a in self.addresses if a.prefix_len < 31}
@@ -215,11 +220,11 @@ class RouteTable:
                 and (r.gateway is not None or r.source not in self._local)
             )
         ]
-        self._cache.clear()
+        self._clear_cache()
 
     def set_default_gateway(self, gateway: int | None) -> None:
         self._routes = [r for r in self._routes if not (r.prefix_len == 0 and r.gateway)]
-        self._cache.clear()
+        self._clear_cache()
         if gateway is not None:
             self.add_route(0, 0, gateway)
 
@@ -240,7 +245,7 @@ class RouteTable:
         return None
 
     def _sort(self) -> None:
-        self._cache.clear()
+        self._clear_cache()
         self._routes.sort(key=lambda r: r.prefix_len, reverse=True)
 
     # --- per-packet queries --------------------------------------------------------
@@ -258,14 +263,22 @@ class RouteTable:
         is how a datagram leaves an interface that has no address yet (a DHCP client:
         from 0.0.0.0 to the limited broadcast, RFC 2131 4.1).
         """
+        if oif is None:
+            found = self._cache.get(dst)
+            if found is None:
+                found = self._lookup(dst, None)
+                if len(self._cache) >= ROUTE_CACHE_ENTRIES:
+                    self._cache.clear()
+                self._cache[dst] = found
+            return found
         key = (dst, oif)
-        found = self._cache.get(key)
-        if found is None:
-            found = self._lookup(dst, oif)
-            if len(self._cache) >= ROUTE_CACHE_ENTRIES:
-                self._cache.clear()
-            self._cache[key] = found
-        return found
+        bound = self._bound_cache.get(key)
+        if bound is None:
+            bound = self._lookup(dst, oif)
+            if len(self._bound_cache) >= ROUTE_CACHE_ENTRIES:
+                self._bound_cache.clear()
+            self._bound_cache[key] = bound
+        return bound
 
     def _lookup(self, dst: int, oif: int | None) -> RouteResult:
         if dst == LIMITED_BROADCAST:
