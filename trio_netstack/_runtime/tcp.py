@@ -243,9 +243,9 @@ class TcpLayer:
         link = self.stack.link
         # Offload (a TAP with IFF_VNET_HDR): the device completes checksums and cuts our
         # super-segments at its MTU (TSO), so segments carry only the pseudo-header sum.
-        conn.csum_partial = bool(getattr(link, "tx_csum", False))
-        if getattr(link, "tso", False) and link.mtu == self.stack.mtu:
-            conn.gso_limit = TSO_MAX_PAYLOAD
+        conn.csum_partial = link.capabilities.tx_checksum_partial
+        if link.capabilities.tso_max_payload and link.mtu == self.stack.mtu:
+            conn.gso_limit = link.capabilities.tso_max_payload
             conn.gso_mtu = self.stack.mtu
         self.handles[conn] = handle
         self._nursery.start_soon(self._connection_task, handle)

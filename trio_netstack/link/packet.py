@@ -42,7 +42,7 @@ import trio
 
 from . import _netdev
 from ._fd import FdLink
-from .base import RX_CSUM_TRUSTED, LinkError, RxFrame
+from .base import RX_CSUM_TRUSTED, DeviceCapabilities, LinkError, RxFrame
 from .netns import in_netns
 
 __all__ = ["PacketLink", "open_packet"]
@@ -81,6 +81,9 @@ _FRAME_REFUSED = frozenset(
 )
 
 
+_CAPABILITIES = DeviceCapabilities(rx_checksum_trusted=True)
+
+
 def _where(netns: str | None) -> str:
     return f"namespace {netns!r}" if netns is not None else "the current namespace"
 
@@ -113,6 +116,9 @@ class PacketLink(FdLink):
         )
         self._sock = sock
         self.promiscuous = promiscuous
+        # PACKET_AUXDATA reports the local kernel's unfinished checksums (see _read_frames);
+        # what we send goes as the stack built it: no checksum completion, no TSO.
+        self.capabilities = _CAPABILITIES
         self._write = sock.send
 
     def __repr__(self) -> str:

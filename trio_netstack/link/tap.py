@@ -30,7 +30,7 @@ import trio
 from ..wire.checksum import ones_sum, pseudo_header_sum
 from . import _netdev
 from ._fd import FdLink
-from .base import RX_CSUM_TRUSTED, LinkError, RxFrame
+from .base import RX_CSUM_TRUSTED, DeviceCapabilities, LinkError, RxFrame
 from .netns import in_netns
 
 __all__ = ["TapLink", "open_tap"]
@@ -54,6 +54,16 @@ _VNET_F_DATA_VALID = 2  # the kernel verified the checksum already
 _VNET_GSO_NONE = 0
 _VNET_GSO_TCPV4 = 1
 _NO_VNET_HDR = bytes(_VNET_LEN)
+
+#: The most TCP payload of one super-segment we hand the kernel: with its headers it
+#: stays below the 65,535 bytes an IPv4 total length can say.
+TSO_MAX_PAYLOAD = 64000
+# With offload the kernel completes the TCP checksum of every IPv4/TCP frame we write
+# (NEEDS_CSUM; see _write_vnet; UDP goes as the stack summed it), cuts TCP frames
+# longer than the MTU (TSO), and flags the checksums of what it hands us.
+_OFFLOAD_CAPABILITIES = DeviceCapabilities(
+    tx_checksum_partial=True, tso_max_payload=TSO_MAX_PAYLOAD, rx_checksum_trusted=True
+)
 
 # A read must be able to hold the largest frame the device can hand us, whatever
 # its MTU is changed to later (a short buffer would silently truncate). A 64 KiB
@@ -96,8 +106,8 @@ class TapLink(FdLink):
         # write carries a virtio header asking the kernel to complete TCP checksums and
         # to cut our own super-segments (see _write_vnet).
         self.offload = offload
-        self.tso = offload  # frames we write may be TCP super-segments for the kernel to cut
-        self.tx_csum = offload  # the kernel completes the TCP checksums of what we write
+        if offload:
+            self.capabilities = _OFFLOAD_CAPABILITIES
         self.gso_frames = 0  # received frames larger than the MTU (kernel GSO)
         self.tso_frames = 0  # super-segments we handed to the kernel
         if offload:
