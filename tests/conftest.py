@@ -43,7 +43,8 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         require_system(*marker.args)
 
 
-# tests/golden.py holds captured frames shared by several test folders.
+# Helpers in tests/ imported by module name (tests/proto/tcp needs this until its helpers
+# move into the package, as the captured frames did: trio_netstack.testing.golden).
 import sys  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))

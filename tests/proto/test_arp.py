@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from golden import KERNEL_MAC, LINUX_ARP_REQUEST, STACK_MAC
-
 from trio_netstack.proto.arp import DELAY, PROBE, REACHABLE, STALE, ArpConfig, ArpMachine
+from trio_netstack.testing.golden import KERNEL_MAC, LINUX_ARP_REQUEST, STACK_MAC
 from trio_netstack.wire import arp, ethernet
 from trio_netstack.wire.addr import BROADCAST_MAC, ip_from_str
 

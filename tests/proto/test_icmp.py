@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from golden import LINUX_ECHO_REQUEST
-
 from trio_netstack.proto.icmp import IcmpMachine
 from trio_netstack.proto.ipv4 import Delivery
+from trio_netstack.testing.golden import LINUX_ECHO_REQUEST
 from trio_netstack.wire import icmp as wicmp
 from trio_netstack.wire import ipv4 as wip
 from trio_netstack.wire.addr import ip_from_str

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
+from pathlib import Path
 
 import pytest
 import trio
 
 import trio_netstack
+from trio_netstack.link import read_pcap
 from trio_netstack.link.tap import TapLink
 from trio_netstack.testing.lab import Lab
 
@@ -94,3 +96,43 @@ async def test_stack_super_segments_cut_by_the_kernel_arrive_intact(tap_lab: Lab
         # The stack handed the kernel super-segments (TSO) and nothing had to be resent.
         assert link.tso_frames > 0
         assert stats.retransmitted_segments == 0
+
+
+async def test_open_stack_with_pcap_and_impairment_still_sends_super_segments(
+    tap_lab: Lab, tmp_path: Path
+) -> None:
+    # The stack reads the device's capabilities from the outermost link: the pcap and
+    # impairment wrappers must pass them on, or TSO would quietly go off.
+    payload = hashlib.sha256(b"wrapped").digest() * (4 * 1024 * 1024 // 32)
+    path = tmp_path / "tso.pcap"
+    async with trio_netstack.open_stack(
+        tap=tap_lab.stack_device,
+        netns=tap_lab.netns,
+        ip=f"{tap_lab.stack_ip}/24",
+        offload=True,
+        pcap=str(path),
+        impair="seed=1",
+    ) as stack:
+        assert stack.link.capabilities.tso_max_payload == 64000
+        mac = stack.mac
+        mtu = stack.link.mtu
+        proc = tap_lab.popen("sh", "-c", "nc -l -N 7001 | sha256sum", stdout=subprocess.PIPE)
+        try:
+            await trio.to_thread.run_sync(tap_lab.wait_listening, 7001)
+            with trio.fail_after(120):
+                async with trio_netstack.open_tcp_stream(tap_lab.kernel_ip, 7001) as stream:
+                    await stream.send_all(payload)
+                    await stream.send_eof()
+                    assert await stream.receive_some() == b""
+                out, _ = await trio.to_thread.run_sync(lambda: proc.communicate(timeout=60))
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=10)
+    assert out.split()[0].decode() == hashlib.sha256(payload).hexdigest()
+    sent = [frame for _, frame in read_pcap(path) if frame[6:12] == mac]
+    large = [frame for frame in sent if len(frame) > mtu + 14]
+    # Most of 4 MiB left as super-segments: far fewer frames than MTU-sized segments.
+    assert large, f"no frame above the MTU among {len(sent)} sent"
+    assert sum(len(frame) for frame in large) > len(payload) // 2
+    assert len(sent) < len(payload) // 1448 // 4

@@ -106,12 +106,17 @@ async def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 
     raise AssertionError(f"gave up after {timeout} s waiting for {what}")
 
 
-async def kernel_retransmits(lab: Lab) -> int:
-    """The namespace kernel's TcpRetransSegs (SNMP counter, per network namespace)."""
-    out = await in_lab(lab, "nstat", "-asz", "TcpRetransSegs")
-    found = re.search(r"^TcpRetransSegs\s+(\d+)", out, re.MULTILINE)
+async def kernel_counter(lab: Lab, name: str) -> int:
+    """One of the namespace kernel's SNMP/netstat counters (they are per network namespace)."""
+    out = await in_lab(lab, "nstat", "-asz", name)
+    found = re.search(rf"^{name}\s+(\d+)", out, re.MULTILINE)
     assert found, out
     return int(found.group(1))
+
+
+async def kernel_retransmits(lab: Lab) -> int:
+    """The namespace kernel's TcpRetransSegs."""
+    return await kernel_counter(lab, "TcpRetransSegs")
 
 
 async def frames_towards_stack(lab: Lab) -> int:
@@ -255,10 +260,23 @@ async def test_a_full_device_holds_the_stack_back_and_nothing_is_lost(veth_lab: 
         # The qdisc never overflowed: the wait happened in the stack, not on the wire.
         qdisc = veth_lab.run("tc", "-s", "qdisc", "show", "dev", veth_lab.stack_device)
         assert re.search(rb"dropped 0\b", qdisc.stdout), qdisc.stdout
-        # (Retransmissions are not asserted: the queue behind the 20 Mbit/s bucket grows
-        # the RTT faster than the SRTT follows, and a tail loss probe may fire.)
-        print(f"\n[tbf] {stats.retransmitted_segments} retransmitted, {stats.tlp_probes} probes")
         assert await sink.finish() == 0
+        # So nothing needed resending. Some retransmissions may still go out, and how many
+        # is timing: the queue behind the 20 Mbit/s bucket grows the RTT faster than the
+        # SRTT follows, so a tail loss probe (or, after a long stall, a timeout) can fire.
+        # What does not depend on timing is that each of them was a duplicate, and the
+        # kernel says so: it answers every segment it already holds with a D-SACK (RFC
+        # 2883; SACK is on, and tcp_dsack by default). A retransmission that repaired a
+        # real loss anywhere on the way would not be a duplicate (and wrong bytes in what
+        # arrived first fail the digest above). Each retransmission reached the kernel
+        # before our last ACK (one FIFO path), so while its socket still existed to count it.
+        assert stats.sack, stats
+        dsacks_sent = await kernel_counter(veth_lab, "TcpExtTCPDSACKOldSent")
+        print(
+            f"\n[tbf] {stats.retransmitted_segments} retransmitted ({stats.tlp_probes} probes,"
+            f" {stats.timeouts} timeouts), {dsacks_sent} D-SACKed by the kernel"
+        )
+        assert dsacks_sent == stats.retransmitted_segments, stats
 
 
 # --- 3. SYN options and window scaling, seen on the wire ------------------------------

@@ -7,10 +7,10 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from golden import LINUX_ARP_REQUEST, LINUX_ECHO_REQUEST
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from trio_netstack.testing.golden import LINUX_ARP_REQUEST, LINUX_ECHO_REQUEST
 from trio_netstack.wire import ParseError, arp, ethernet, icmp, ipv4
 
 PARSERS: list[tuple[str, Callable[[bytes], Any]]] = [

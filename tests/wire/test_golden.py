@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from golden import KERNEL_MAC, LINUX_ARP_REQUEST, LINUX_ECHO_REQUEST, STACK_MAC
-
+from trio_netstack.testing.golden import (
+    KERNEL_MAC,
+    LINUX_ARP_REQUEST,
+    LINUX_ECHO_REQUEST,
+    STACK_MAC,
+)
 from trio_netstack.wire import arp, ethernet, icmp, ipv4
 from trio_netstack.wire.addr import ip_from_str
 

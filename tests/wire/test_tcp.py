@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from trio_netstack.wire import ParseError, tcp
-from trio_netstack.wire.checksum import finish, ones_sum, pseudo_header_sum
+from trio_netstack.wire.checksum import finish, internet_checksum, ones_sum, pseudo_header_sum
 
 SRC, DST = 0xC0000201, 0xC0000202
 
@@ -18,8 +18,6 @@ LINUX_SYN_OPTIONS = bytes.fromhex("020405b40402080a2cb4f5630000000001030307")
 def linux_syn() -> bytes:
     header = tcp.HEADER.pack(36644, 8888, 794448035, 0, (40 >> 2) << 4, tcp.SYN, 64240, 0, 0)
     raw = header + LINUX_SYN_OPTIONS
-    from trio_netstack.wire.checksum import internet_checksum
-
     csum = internet_checksum(raw, pseudo_header_sum(SRC, DST, 6, len(raw)))
     return raw[:16] + csum.to_bytes(2, "big") + raw[18:]
 

@@ -75,7 +75,6 @@ class AcceptQueue(Protocol):
 
 
 CONNECTION_QUEUE = 256  # segment batches queued for one connection task
-TSO_MAX_PAYLOAD = 64000  # a super-segment stays below 65535 bytes with its headers
 
 
 class ConnectionHandle:
@@ -276,12 +275,13 @@ class TcpLayer:
             route = None
         if route is not None:
             link = self.network.link_of(route.ifindex)
+            caps = link.capabilities
             # Offload (a TAP with IFF_VNET_HDR): the device completes checksums and cuts
             # our super-segments at its MTU (TSO), so segments carry only the pseudo-header
             # sum.
-            conn.csum_partial = bool(getattr(link, "tx_csum", False))
-            if getattr(link, "tso", False) and link.mtu == route.mtu:
-                conn.gso_limit = TSO_MAX_PAYLOAD
+            conn.csum_partial = caps.tx_checksum_partial
+            if caps.tso_max_payload and link.mtu == route.mtu:
+                conn.gso_limit = caps.tso_max_payload
                 conn.gso_mtu = route.mtu
         self.handles[conn] = handle
         self._nursery.start_soon(self._connection_task, handle)

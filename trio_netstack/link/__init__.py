@@ -1,6 +1,6 @@
 """Network devices the stack can own: TAP, AF_PACKET, in-memory, and wrappers."""
 
-from .base import RX_CSUM_TRUSTED, Link, LinkError, LinkStatistics, RxFrame
+from .base import RX_CSUM_TRUSTED, DeviceCapabilities, Link, LinkError, LinkStatistics, RxFrame
 from .impair import ImpairedLink, Impairment
 from .memory import MemoryHub, MemoryLink, memory_link_pair
 from .netns import in_netns
@@ -10,6 +10,7 @@ from .tap import TapLink, open_tap
 
 __all__ = [
     "RX_CSUM_TRUSTED",
+    "DeviceCapabilities",
     "ImpairedLink",
     "Impairment",
     "Link",

@@ -48,6 +48,34 @@ class LinkStatistics:
         return attrs.asdict(self)
 
 
+@attrs.frozen
+class DeviceCapabilities:
+    """What a device does for the stack beyond moving frames, declared once per link.
+
+    The stack reads these from the outermost link, so a wrapper (pcap, impairment)
+    passes its inner link's on. The default is a plain Ethernet device: none of them.
+
+    Attributes:
+      tx_checksum_partial: the device completes the TCP/UDP checksum of what we send
+        (Linux's CHECKSUM_PARTIAL): the stack may leave only the pseudo-header sum in
+        the field and skip summing the payload.
+      tso_max_payload: 0 when every frame sent must fit the MTU; else the device cuts
+        TCP super-segments at its MTU (TSO) and this is the most TCP payload one may
+        carry.
+      rx_checksum_trusted: received frames may carry RX_CSUM_TRUSTED (the device
+        vouches for their transport checksum). Informational: the per-frame flag is
+        what the layers act on.
+    """
+
+    tx_checksum_partial: bool = False
+    tso_max_payload: int = attrs.field(default=0, validator=attrs.validators.ge(0))
+    rx_checksum_trusted: bool = False
+
+
+#: A device that does nothing beyond moving frames.
+NO_CAPABILITIES = DeviceCapabilities()
+
+
 class Link(abc.ABC):
     """Abstract Ethernet device.
 
@@ -56,12 +84,14 @@ class Link(abc.ABC):
       mtu: the largest IP packet the device carries (1500 on Ethernet).
       hw_address: the device's own MAC when it has one the stack should default to,
         else None (TAP: the kernel side owns its MAC; the stack picks its own).
+      capabilities: what the device does for the stack (offloads); none by default.
     """
 
     name: str
     mtu: int
     hw_address: bytes | None
     stats: LinkStatistics
+    capabilities: DeviceCapabilities = NO_CAPABILITIES
 
     @abc.abstractmethod
     async def receive_batch(self) -> list[RxFrame]:

@@ -258,7 +258,7 @@ class ImpairedLink(Link):
 
     ``impair_stats`` counts what was done: lost, duplicated, corrupted, delayed,
     reordered, and overflow (a frame dropped because ``max_held`` frames were
-    already held). ``stats`` are the inner link's.
+    already held). ``stats`` and ``capabilities`` are the inner link's.
     """
 
     def __init__(
@@ -272,6 +272,12 @@ class ImpairedLink(Link):
         self.mtu = inner.mtu
         self.hw_address = inner.hw_address
         self.stats = inner.stats
+        # The faults happen on the way to and from the device, which still does its
+        # offloads: a corrupted received frame loses RX_CSUM_TRUSTED, and loss and
+        # corruption treat a super-segment as one frame of any size. (A device that
+        # completes checksums sums what it is given, so there a corrupted sent TCP frame
+        # leaves under a valid checksum: corrupt received frames to test checksum drops.)
+        self.capabilities = inner.capabilities
         self.impair_stats: dict[str, int] = dict.fromkeys(
             ("lost", "duplicated", "corrupted", "delayed", "reordered", "overflow"), 0
         )

@@ -37,19 +37,12 @@ import contextlib
 import errno
 import socket
 import struct
-from collections.abc import Sequence
 
 import trio
 
 from . import _netdev
-from .base import (
-    RX_CSUM_TRUSTED,
-    Link,
-    LinkError,
-    LinkStatistics,
-    RxFrame,
-    send_when_writable,
-)
+from ._fd import FdLink
+from .base import RX_CSUM_TRUSTED, DeviceCapabilities, LinkError, RxFrame
 from .netns import in_netns
 
 __all__ = ["PacketLink", "open_packet"]
@@ -88,12 +81,18 @@ _FRAME_REFUSED = frozenset(
 )
 
 
+_CAPABILITIES = DeviceCapabilities(rx_checksum_trusted=True)
+
+
 def _where(netns: str | None) -> str:
     return f"namespace {netns!r}" if netns is not None else "the current namespace"
 
 
-class PacketLink(Link):
+class PacketLink(FdLink):
     """An AF_PACKET socket bound to one interface. Made by :func:`open_packet`."""
+
+    _kind = "packet"
+    _frame_refused = _FRAME_REFUSED
 
     def __init__(
         self,
@@ -106,54 +105,45 @@ class PacketLink(Link):
         promiscuous: bool = False,
         max_batch: int = 64,
     ) -> None:
-        if max_batch < 1:
-            raise ValueError("max_batch must be at least 1")
+        super().__init__(
+            sock,
+            sock.fileno(),
+            name,
+            mtu=mtu,
+            hw_address=hw_address,
+            netns=netns,
+            max_batch=max_batch,
+        )
         self._sock = sock
-        self._closed = False
-        self.name = name
-        self.netns = netns
-        self.mtu = mtu
-        self.hw_address = hw_address
         self.promiscuous = promiscuous
-        self.stats = LinkStatistics()
-        self.max_batch = max_batch
-        self._write_lock = trio.Lock()
-
-    def fileno(self) -> int:
-        return -1 if self._closed else self._sock.fileno()
+        # PACKET_AUXDATA reports the local kernel's unfinished checksums (see _read_frames);
+        # what we send goes as the stack built it: no checksum completion, no TSO.
+        self.capabilities = _CAPABILITIES
+        self._write = sock.send
 
     def __repr__(self) -> str:
         return f"<PacketLink {self.name!r} in {_where(self.netns)}>"
 
-    async def receive_batch(self) -> list[RxFrame]:
-        while True:
-            if self._closed:
-                raise trio.ClosedResourceError("packet link is closed")
-            # Cancel-safe: a cancellation can only hit this wait, before any read.
-            await trio.lowlevel.wait_readable(self._sock)
-            frames = self._drain()
-            if frames:
-                return frames
-            # Only echoes or truncated frames were queued: wait again.
-
-    def receive_ready(self) -> list[RxFrame]:
-        if self._closed:
-            raise trio.ClosedResourceError("packet link is closed")
-        return self._drain()
-
     def _drain(self) -> list[RxFrame]:
-        frames: list[RxFrame] = []
+        frames = super()._drain()
+        # Frames the kernel dropped because our socket queue was full: count them too
+        # (PACKET_STATISTICS resets on every read, so this is the delta).
+        with contextlib.suppress(OSError):
+            self.stats.rx_dropped += _STATS.unpack(
+                self._sock.getsockopt(_SOL_PACKET, _PACKET_STATISTICS, _STATS.size)
+            )[1]
+        return frames
+
+    def _read_frames(self, frames: list[RxFrame], limit: int) -> int:
         nbytes = 0
-        dropped = 0
         recvmsg = self._sock.recvmsg
-        limit = self.max_batch
         unpack_aux = _AUXDATA.unpack_from
         try:
             while len(frames) < limit:
                 data, ancdata, msg_flags, addr = recvmsg(_READ_SIZE, _ANC_SIZE)
                 # addr = (ifname, proto, pkttype, hatype, hwaddr)
                 if addr[2] == _PACKET_OUTGOING or msg_flags & socket.MSG_TRUNC:
-                    dropped += 1
+                    self.stats.rx_dropped += 1
                     continue
                 flags = 0
                 for level, kind, cdata in ancdata:
@@ -169,58 +159,17 @@ class PacketLink(Link):
                 frames.append((data, flags))
         except BlockingIOError:
             pass
-        except OSError as exc:
-            if not frames:
-                if exc.errno in (errno.ENETDOWN, errno.ENXIO, errno.ENODEV):
-                    raise trio.BrokenResourceError(
-                        f"interface {self.name!r} went away: {exc}"
-                    ) from exc
-                raise trio.BrokenResourceError(f"reading {self.name!r}: {exc}") from exc
-        stats = self.stats
-        # Frames the kernel dropped because our socket queue was full: count them too
-        # (PACKET_STATISTICS resets on every read, so this is the delta).
-        with contextlib.suppress(OSError):
-            dropped += _STATS.unpack(
-                self._sock.getsockopt(_SOL_PACKET, _PACKET_STATISTICS, _STATS.size)
-            )[1]
-        stats.rx_dropped += dropped
-        if frames:
-            stats.rx_frames += len(frames)
-            stats.rx_bytes += nbytes
-            stats.rx_batches += 1
-        return frames
+        return nbytes
 
-    async def send_batch(self, frames: Sequence[bytes | bytearray | memoryview]) -> None:
-        await send_when_writable(self, frames, self._sock, self._write_lock)
+    def _broken(self, exc: OSError, *, reading: bool) -> trio.BrokenResourceError:
+        if not reading:
+            return trio.BrokenResourceError(f"sending on {self.name!r}: {exc}")
+        if exc.errno in (errno.ENETDOWN, errno.ENXIO, errno.ENODEV):
+            return trio.BrokenResourceError(f"interface {self.name!r} went away: {exc}")
+        return trio.BrokenResourceError(f"reading {self.name!r}: {exc}")
 
-    def try_send(self, frames: Sequence[bytes | bytearray | memoryview]) -> int:
-        stats = self.stats
-        sock = self._sock
-        done = 0
-        for frame in frames:
-            if self._closed:
-                raise trio.ClosedResourceError("packet link is closed")
-            try:
-                sent = sock.send(frame)
-            except BlockingIOError:
-                return done
-            except OSError as exc:
-                if exc.errno in _FRAME_REFUSED:
-                    stats.tx_dropped += 1
-                    done += 1
-                    continue
-                raise trio.BrokenResourceError(f"sending on {self.name!r}: {exc}") from exc
-            stats.tx_frames += 1
-            stats.tx_bytes += sent
-            done += 1
-        return done
-
-    async def aclose(self) -> None:
-        if not self._closed:
-            self._closed = True
-            trio.lowlevel.notify_closing(self._sock)
-            self._sock.close()
-        await trio.lowlevel.checkpoint()
+    def _close_device(self) -> None:
+        self._sock.close()
 
 
 def open_packet(

@@ -119,8 +119,8 @@ class PcapLink(Link):
 
     Received frames are written as they are handed to the stack, sent frames as
     the stack hands them to the device (before the device may refuse one). The
-    file is flushed and closed by ``aclose()``. Name, MTU, MAC and stats are the
-    inner link's.
+    file is flushed and closed by ``aclose()``. Name, MTU, MAC, stats and
+    capabilities are the inner link's.
     """
 
     def __init__(self, inner: Link, path: str | os.PathLike[str]) -> None:
@@ -129,6 +129,9 @@ class PcapLink(Link):
         self.mtu = inner.mtu
         self.hw_address = inner.hw_address
         self.stats = inner.stats
+        # Recording changes nothing the device does: its offloads stay on (SNAPLEN keeps
+        # a 64 KiB super-segment whole).
+        self.capabilities = inner.capabilities
         self.writer = PcapWriter(path)
 
     def __repr__(self) -> str:

@@ -12,31 +12,25 @@ Two ways of use:
 * create a device on the fly (``create=True`` and no such device): it exists only
   while we hold the descriptor.
 
-The fd is non-blocking; a receive waits once for readability and then drains
-the queue with plain reads until EAGAIN, because one Trio wake-up costs as much
-as ten or twenty reads (see docs/design.md, "Performance").
+The fd is non-blocking and drained in batches like every descriptor device
+(see ``_fd.FdLink``); what is TAP's own is opening the device and, with
+``offload``, the virtio header in front of every frame.
 """
 
 from __future__ import annotations
 
 import errno
 import fcntl
+import functools
 import os
 import struct
-from collections.abc import Sequence
 
 import trio
 
 from ..wire.checksum import ones_sum, pseudo_header_sum
 from . import _netdev
-from .base import (
-    RX_CSUM_TRUSTED,
-    Link,
-    LinkError,
-    LinkStatistics,
-    RxFrame,
-    send_when_writable,
-)
+from ._fd import FdLink
+from .base import RX_CSUM_TRUSTED, DeviceCapabilities, LinkError, RxFrame
 from .netns import in_netns
 
 __all__ = ["TapLink", "open_tap"]
@@ -61,6 +55,16 @@ _VNET_GSO_NONE = 0
 _VNET_GSO_TCPV4 = 1
 _NO_VNET_HDR = bytes(_VNET_LEN)
 
+#: The most TCP payload of one super-segment we hand the kernel: with its headers it
+#: stays below the 65,535 bytes an IPv4 total length can say.
+TSO_MAX_PAYLOAD = 64000
+# With offload the kernel completes the TCP checksum of every IPv4/TCP frame we write
+# (NEEDS_CSUM; see _write_vnet; UDP goes as the stack summed it), cuts TCP frames
+# longer than the MTU (TSO), and flags the checksums of what it hands us.
+_OFFLOAD_CAPABILITIES = DeviceCapabilities(
+    tx_checksum_partial=True, tso_max_payload=TSO_MAX_PAYLOAD, rx_checksum_trusted=True
+)
+
 # A read must be able to hold the largest frame the device can hand us, whatever
 # its MTU is changed to later (a short buffer would silently truncate). A 64 KiB
 # buffer costs no more per read than a 2 KiB one: CPython shrinks the result.
@@ -76,8 +80,11 @@ def _where(netns: str | None) -> str:
     return f"network namespace {netns!r}" if netns is not None else "the current network namespace"
 
 
-class TapLink(Link):
+class TapLink(FdLink):
     """An open TAP device. Made by :func:`open_tap`; a Link like any other."""
+
+    _kind = "TAP"
+    _frame_refused = _FRAME_REFUSED
 
     def __init__(
         self,
@@ -89,60 +96,33 @@ class TapLink(Link):
         max_batch: int = 64,
         offload: bool = False,
     ) -> None:
-        if max_batch < 1:
-            raise ValueError("max_batch must be at least 1")
-        self._fd = fd
-        self.name = name
-        self.netns = netns
-        self.mtu = mtu
         # The kernel owns the interface's MAC (it answers ARP for its own address
         # with it); the stack is a different host on the same wire and picks its own.
-        self.hw_address = None
-        self.stats = LinkStatistics()
-        self.max_batch = max_batch
+        super().__init__(fd, fd, name, mtu=mtu, hw_address=None, netns=netns, max_batch=max_batch)
+        self._fd = fd
         # With IFF_VNET_HDR and TUNSETOFFLOAD(CSUM|TSO4) the kernel skips checksums for
         # us and hands over whole TCP super-segments (up to 64 KiB) instead of cutting
         # them into MTU-sized frames: far fewer reads and wake-ups per byte. What we
-        # write carries an all-zero header (no offload asked of the kernel).
+        # write carries a virtio header asking the kernel to complete TCP checksums and
+        # to cut our own super-segments (see _write_vnet).
         self.offload = offload
-        self.tso = offload  # frames we write may be TCP super-segments for the kernel to cut
-        self.tx_csum = offload  # the kernel completes the TCP checksums of what we write
+        if offload:
+            self.capabilities = _OFFLOAD_CAPABILITIES
         self.gso_frames = 0  # received frames larger than the MTU (kernel GSO)
         self.tso_frames = 0  # super-segments we handed to the kernel
-        # Only one task may wait for writability on an fd at a time (Trio raises
-        # BusyResourceError otherwise), so concurrent senders queue here.
-        self._write_lock = trio.Lock()
-
-    def fileno(self) -> int:
-        """The TAP file descriptor (-1 once closed)."""
-        return self._fd
+        if offload:
+            self._write = self._write_vnet
+        else:
+            # A C callable: try_send makes no Python call per frame.
+            self._write = functools.partial(os.write, fd)
 
     def __repr__(self) -> str:
-        return f"<TapLink {self.name!r} in {_where(self.netns)} fd={self._fd}>"
+        return f"<TapLink {self.name!r} in {_where(self.netns)} fd={self.fileno()}>"
 
-    async def receive_batch(self) -> list[RxFrame]:
-        while True:
-            fd = self._fd
-            if fd < 0:
-                raise trio.ClosedResourceError("TAP link is closed")
-            # Cancel-safe: a cancellation can only hit this wait, before any read.
-            await trio.lowlevel.wait_readable(fd)
-            frames = self._drain(fd)
-            if frames:
-                return frames
-            # Woken without data (another reader raced us): wait again.
-
-    def receive_ready(self) -> list[RxFrame]:
+    def _read_frames(self, frames: list[RxFrame], limit: int) -> int:
         fd = self._fd
-        if fd < 0:
-            raise trio.ClosedResourceError("TAP link is closed")
-        return self._drain(fd)
-
-    def _drain(self, fd: int) -> list[RxFrame]:
-        frames: list[RxFrame] = []
         nbytes = 0
         read = os.read
-        limit = self.max_batch
         offload = self.offload
         try:
             while len(frames) < limit:
@@ -165,55 +145,20 @@ class TapLink(Link):
                 frames.append((data, 0))
         except BlockingIOError:
             pass
-        except OSError as exc:
-            if not frames:
-                if exc.errno == errno.EBADFD:
-                    raise trio.BrokenResourceError(
-                        f"TAP device {self.name!r} was deleted while open"
-                    ) from exc
-                raise trio.BrokenResourceError(f"reading TAP {self.name!r}: {exc}") from exc
-            # Hand over what we have; the error comes back on the next call.
-        if frames:
-            stats = self.stats
-            stats.rx_frames += len(frames)
-            stats.rx_bytes += nbytes
-            stats.rx_batches += 1
-        return frames
+        return nbytes
 
-    async def send_batch(self, frames: Sequence[bytes | bytearray | memoryview]) -> None:
-        await send_when_writable(self, frames, self._fd, self._write_lock)
+    def _broken(self, exc: OSError, *, reading: bool) -> trio.BrokenResourceError:
+        if exc.errno == errno.EBADFD:
+            return trio.BrokenResourceError(f"TAP device {self.name!r} was deleted while open")
+        return trio.BrokenResourceError(
+            f"{'reading' if reading else 'writing'} TAP {self.name!r}: {exc}"
+        )
 
-    def try_send(self, frames: Sequence[bytes | bytearray | memoryview]) -> int:
-        stats = self.stats
-        write = os.write
-        writev = os.writev
-        offload = self.offload
-        done = 0
-        for frame in frames:
-            fd = self._fd
-            if fd < 0:
-                raise trio.ClosedResourceError("TAP link is closed")
-            try:
-                written = writev(fd, self._vnet_parts(frame)) if offload else write(fd, frame)
-            except BlockingIOError:
-                return done
-            except OSError as exc:
-                if exc.errno in _FRAME_REFUSED:
-                    stats.tx_dropped += 1
-                    done += 1
-                    continue
-                if exc.errno == errno.EBADFD:
-                    raise trio.BrokenResourceError(
-                        f"TAP device {self.name!r} was deleted while open"
-                    ) from exc
-                raise trio.BrokenResourceError(f"writing TAP {self.name!r}: {exc}") from exc
-            stats.tx_frames += 1
-            stats.tx_bytes += written - (_VNET_LEN if offload else 0)
-            done += 1
-        return done
+    def _close_device(self) -> None:
+        os.close(self._fd)
 
-    def _vnet_parts(self, frame: bytes | bytearray | memoryview) -> list[bytes | memoryview]:
-        """The buffers of one write in offload mode: a virtio header, then the frame.
+    def _write_vnet(self, frame: bytes | bytearray | memoryview) -> int:
+        """One write in offload mode: a virtio header, then the frame; the frame's bytes.
 
         An IPv4/TCP frame asks the kernel to complete its checksum (NEEDS_CSUM; the field
         gets the one's-complement sum of the pseudo-header, as Linux's own
@@ -229,7 +174,7 @@ class TapLink(Link):
             or view[23] != 6
             or (view[20] & 0x3F) | view[21]  # a fragment: the checksum is not ours to do
         ):
-            return [_NO_VNET_HDR, view]
+            return os.writev(self._fd, [_NO_VNET_HDR, view]) - _VNET_LEN
         ihl = (view[14] & 0x0F) * 4
         tcp_at = 14 + ihl
         thl = (view[tcp_at + 12] >> 4) * 4
@@ -242,17 +187,13 @@ class TapLink(Link):
         else:
             gso, gso_size = _VNET_GSO_NONE, 0
         header = _VNET.pack(_VNET_F_NEEDS_CSUM, gso, tcp_at + thl, gso_size, tcp_at, 16)
-        return [header, view[: tcp_at + 16], partial.to_bytes(2, "big"), view[tcp_at + 18 :]]
-
-    async def aclose(self) -> None:
-        fd = self._fd
-        if fd >= 0:
-            self._fd = -1
-            # Wake any task blocked in wait_readable/wait_writable with
-            # ClosedResourceError before the number can be reused by another file.
-            trio.lowlevel.notify_closing(fd)
-            os.close(fd)
-        await trio.lowlevel.checkpoint()
+        parts: list[bytes | memoryview] = [
+            header,
+            view[: tcp_at + 16],
+            partial.to_bytes(2, "big"),
+            view[tcp_at + 18 :],
+        ]
+        return os.writev(self._fd, parts) - _VNET_LEN
 
 
 def open_tap(

@@ -6,8 +6,10 @@ import struct
 
 import attrs
 
+from . import options as _options
 from .checksum import internet_checksum
 from .errors import ParseError
+from .options import walk_untrusted
 
 HEADER = struct.Struct("!BBHHHBBHII")
 MIN_HEADER_LEN = 20
@@ -21,9 +23,9 @@ PROTO_ICMP = 1
 PROTO_TCP = 6
 PROTO_UDP = 17
 
-# RFC 791 3.1 option types
-OPT_END = 0
-OPT_NOP = 1
+# RFC 791 3.1 option types: END and NOP are TCP's too (options.py walks both lists).
+OPT_END = _options.OPT_END
+OPT_NOP = _options.OPT_NOP
 
 
 @attrs.define(slots=True)
@@ -61,25 +63,6 @@ class Ipv4Header:
         return bool(self.flags_fragment & (FLAG_MF | OFFSET_MASK))
 
 
-def _check_options_untrusted(options: bytes | memoryview) -> None:
-    """Walk the option list (RFC 791 3.1) so a malformed length cannot hide anything."""
-    i = 0
-    n = len(options)
-    while i < n:
-        kind = options[i]
-        if kind == OPT_END:
-            return
-        if kind == OPT_NOP:
-            i += 1
-            continue
-        if i + 1 >= n:
-            raise ParseError("ip_bad_option", f"option {kind} has no length")
-        length = options[i + 1]
-        if length < 2 or i + length > n:
-            raise ParseError("ip_bad_option", f"option {kind} length {length}")
-        i += length
-
-
 def parse_untrusted(
     packet: bytes | memoryview, *, verify_checksum: bool = True
 ) -> tuple[Ipv4Header, memoryview]:
@@ -110,7 +93,8 @@ def parse_untrusted(
     options = b""
     if hlen > MIN_HEADER_LEN:
         options = bytes(view[MIN_HEADER_LEN:hlen])
-        _check_options_untrusted(options)
+        # Only the layout is checked: a malformed length cannot hide anything.
+        walk_untrusted(options, "ip_bad_option")
     header = Ipv4Header(tos, total, ident, flags_frag, ttl, proto, csum, src, dst, options)
     return header, view[hlen:total]
 

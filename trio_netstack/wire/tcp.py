@@ -6,8 +6,10 @@ import struct
 
 import attrs
 
+from . import options as _options
 from .checksum import finish, ones_sum, pseudo_header_sum
 from .errors import ParseError
+from .options import walk_untrusted
 
 HEADER = struct.Struct("!HHIIBBHHH")
 HEADER_LEN = 20
@@ -22,8 +24,8 @@ URG = 0x20
 ECE = 0x40
 CWR = 0x80
 
-OPT_END = 0
-OPT_NOP = 1
+OPT_END = _options.OPT_END  # END and NOP are IPv4's too (options.py walks both lists)
+OPT_NOP = _options.OPT_NOP
 OPT_MSS = 2
 OPT_WSCALE = 3
 OPT_SACK_PERMITTED = 4
@@ -34,6 +36,10 @@ MAX_WSCALE = 14  # RFC 7323 2.3
 
 _TS = struct.Struct("!BBBBII")  # NOP NOP kind len TSval TSecr
 _U32 = struct.Struct("!I")
+_U32X2 = struct.Struct("!II")
+# The edges of k SACK blocks, indexed by the option's length // 8 (a length of 8k + 2
+# holds k blocks; 4 fit in a header, but any length byte must index safely).
+_SACK_EDGES = [struct.Struct(f"!{2 * k}I") for k in range(256 // 8)]
 
 
 @attrs.define(slots=True)
@@ -75,46 +81,32 @@ def _parse_options_untrusted(raw: memoryview) -> TcpOptions:
     """RFC 9293 3.2: unknown options are skipped by their length; a malformed list
     (length below 2 or past the header) makes the whole segment invalid."""
     opts = TcpOptions()
-    i = 0
-    n = len(raw)
-    while i < n:
-        kind = raw[i]
-        if kind == OPT_END:
-            break
-        if kind == OPT_NOP:
-            i += 1
-            continue
-        if i + 1 >= n:
-            raise ParseError("tcp_bad_option", f"option {kind} has no length")
-        length = raw[i + 1]
-        if length < 2 or i + length > n:
-            raise ParseError("tcp_bad_option", f"option {kind} length {length}")
-        body = raw[i + 2 : i + length]
-        if kind == OPT_MSS:
+    # Dispatch in order of frequency: timestamps ride on nearly every segment, SACK on
+    # ACKs during recovery, the rest only on SYNs.
+    for kind, at, length in walk_untrusted(raw, "tcp_bad_option"):
+        if kind == OPT_TIMESTAMP:
+            if length != 10:
+                raise ParseError("tcp_bad_option", f"timestamp length {length}")
+            tsval, tsecr = _U32X2.unpack_from(raw, at + 2)
+            opts.timestamp = (tsval, tsecr)
+        elif kind == OPT_SACK:
+            if (length - 2) % 8 or length == 2:
+                raise ParseError("tcp_bad_option", f"SACK length {length}")
+            edges = _SACK_EDGES[length >> 3].unpack_from(raw, at + 2)
+            opts.sack_blocks = tuple(zip(edges[::2], edges[1::2], strict=True))
+        elif kind == OPT_MSS:
             if length != 4:
                 raise ParseError("tcp_bad_option", f"MSS length {length}")
-            opts.mss = (body[0] << 8) | body[1]
+            opts.mss = (raw[at + 2] << 8) | raw[at + 3]
         elif kind == OPT_WSCALE:
             if length != 3:
                 raise ParseError("tcp_bad_option", f"window scale length {length}")
             # RFC 7323 2.3: a shift above 14 is used as 14.
-            opts.wscale = min(body[0], MAX_WSCALE)
+            opts.wscale = min(raw[at + 2], MAX_WSCALE)
         elif kind == OPT_SACK_PERMITTED:
             if length != 2:
                 raise ParseError("tcp_bad_option", f"SACK-permitted length {length}")
             opts.sack_permitted = True
-        elif kind == OPT_SACK:
-            if (length - 2) % 8 or length == 2:
-                raise ParseError("tcp_bad_option", f"SACK length {length}")
-            opts.sack_blocks = tuple(
-                (_U32.unpack_from(body, j)[0], _U32.unpack_from(body, j + 4)[0])
-                for j in range(0, length - 2, 8)
-            )
-        elif kind == OPT_TIMESTAMP:
-            if length != 10:
-                raise ParseError("tcp_bad_option", f"timestamp length {length}")
-            opts.timestamp = (_U32.unpack_from(body, 0)[0], _U32.unpack_from(body, 4)[0])
-        i += length
     return opts
 
 

@@ -1,9 +1,16 @@
 """Frames captured from the Linux kernel (6.x) in a namespace with tcpdump.
 
+Public test data, like ``trio.testing``'s helpers: parsers and protocol machines are
+checked against what a real kernel sent, here and in code that builds on the stack.
+
 Kernel 02:00:00:00:00:0a at 192.0.2.1 asks for 192.0.2.2 (02:00:00:00:00:0b),
 then pings it with `ping -c 1 -s 16` (icmp id 0x0d59, seq 1). Linux sends
 both unpadded (42 and 58 bytes); the wire pads them to 60.
 """
+
+from __future__ import annotations
+
+__all__ = ["KERNEL_MAC", "LINUX_ARP_REQUEST", "LINUX_ECHO_REQUEST", "STACK_MAC"]
 
 KERNEL_MAC = bytes.fromhex("02000000000a")
 STACK_MAC = bytes.fromhex("02000000000b")
