@@ -407,7 +407,7 @@ def connection_statistics(conn: TcpConnection) -> TcpStatistics:
     from ..wire.addr import ip_to_str
 
     return TcpStatistics(
-        state=conn.state,
+        state=conn.state.value,
         local=(ip_to_str(conn.local_ip), conn.local_port),
         remote=(ip_to_str(conn.remote_ip), conn.remote_port),
         mss=conn.mss,

@@ -90,7 +90,7 @@ class TcpStream(trio.abc.HalfCloseableStream):
 
     @property
     def socket_state(self) -> str:
-        return self._conn.state
+        return self._conn.state.value
 
     # --- sending -----------------------------------------------------------------------
 

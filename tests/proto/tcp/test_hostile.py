@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from test_connection import A_IP, A_PORT, B_IP, B_PORT, connected, parse
 
 from trio_netstack.proto.tcp import seq as S
-from trio_netstack.proto.tcp.connection import TcpConnection
+from trio_netstack.proto.tcp.connection import TcpConnection, TcpState
 from trio_netstack.wire import tcp as wtcp
 
 segments = st.lists(
@@ -31,7 +31,7 @@ segments = st.lists(
 
 
 def check_invariants(conn: TcpConnection) -> None:
-    assert S.le(conn.snd_una, conn.snd_nxt) or conn.state == "CLOSED"
+    assert S.le(conn.snd_una, conn.snd_nxt) or conn.state is TcpState.CLOSED
     assert S.le(conn.snd_nxt, conn.snd_max)
     assert len(conn.sndbuf) <= conn.config.send_buffer
     assert conn.rack.pipe() >= 0

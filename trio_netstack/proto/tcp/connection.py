@@ -30,6 +30,7 @@ PAWS (RFC 7323 5) rejects old duplicates; every buffer is bounded.
 
 from __future__ import annotations
 
+import enum
 import errno
 import math
 from collections.abc import Callable
@@ -46,17 +47,41 @@ from .rtt import RtoConfig, RttEstimator
 from .sack import Scoreboard
 from .seq import Seq
 
-CLOSED = "CLOSED"
-LISTEN = "LISTEN"
-SYN_SENT = "SYN_SENT"
-SYN_RECEIVED = "SYN_RECEIVED"
-ESTABLISHED = "ESTABLISHED"
-FIN_WAIT_1 = "FIN_WAIT_1"
-FIN_WAIT_2 = "FIN_WAIT_2"
-CLOSE_WAIT = "CLOSE_WAIT"
-CLOSING = "CLOSING"
-LAST_ACK = "LAST_ACK"
-TIME_WAIT = "TIME_WAIT"
+
+class TcpState(enum.Enum):
+    """The eleven connection states of RFC 9293 3.3.2; a value is the state's RFC name."""
+
+    CLOSED = "CLOSED"
+    LISTEN = "LISTEN"
+    SYN_SENT = "SYN_SENT"
+    SYN_RECEIVED = "SYN_RECEIVED"
+    ESTABLISHED = "ESTABLISHED"
+    FIN_WAIT_1 = "FIN_WAIT_1"
+    FIN_WAIT_2 = "FIN_WAIT_2"
+    CLOSE_WAIT = "CLOSE_WAIT"
+    CLOSING = "CLOSING"
+    LAST_ACK = "LAST_ACK"
+    TIME_WAIT = "TIME_WAIT"
+
+    # Members are singletons, so identity hashing is exact; Enum's own __hash__ is a
+    # Python-level call, which would make every ``state in SYNCHRONIZED`` test on the
+    # per-segment path several times dearer than it was with strings.
+    __hash__ = object.__hash__
+
+
+# Module-level names, as the states were once plain strings (``from .connection import
+# ESTABLISHED`` keeps working).
+CLOSED = TcpState.CLOSED
+LISTEN = TcpState.LISTEN
+SYN_SENT = TcpState.SYN_SENT
+SYN_RECEIVED = TcpState.SYN_RECEIVED
+ESTABLISHED = TcpState.ESTABLISHED
+FIN_WAIT_1 = TcpState.FIN_WAIT_1
+FIN_WAIT_2 = TcpState.FIN_WAIT_2
+CLOSE_WAIT = TcpState.CLOSE_WAIT
+CLOSING = TcpState.CLOSING
+LAST_ACK = TcpState.LAST_ACK
+TIME_WAIT = TcpState.TIME_WAIT
 
 SYNCHRONIZED = frozenset(
     {ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2, CLOSE_WAIT, CLOSING, LAST_ACK, TIME_WAIT}
