@@ -64,6 +64,18 @@ def test_error_with_quoted_echo() -> None:
     assert (err.reporter, err.type, err.code) == (PEER, 3, 1)
     assert (err.echo_id, err.echo_seq) == (42, 7)
     assert err.original.dst == ip_from_str("198.51.100.1")
+    assert not err.frag_needed
+
+
+def test_frag_needed_report() -> None:
+    m = IcmpMachine()
+    original = wip.build_header(
+        src=ME, dst=ip_from_str("198.51.100.1"), protocol=17, payload_length=1472, ident=9
+    ) + bytes(8)
+    body = wicmp.build(wicmp.DEST_UNREACHABLE, wicmp.UNREACH_FRAG_NEEDED, 1400, original)
+    m.input_untrusted(delivery(body), 1.0)
+    [err] = m.errors
+    assert err.frag_needed and err.next_hop_mtu == 1400
 
 
 def test_bad_messages_counted() -> None:

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from ..proto.icmp import IcmpErrorReport, error_to_errno
+from ..proto.icmp import IcmpErrorReport
 from ..proto.ipv4 import Delivery, OutDatagram
 from ..proto.tcp.connection import (
     CLOSE_WAIT,
@@ -45,7 +45,6 @@ from ..proto.tcp.connection import (
 from ..proto.tcp.demux import Listener, TcpDemux
 from ..proto.tcp.isn import IsnGenerator
 from ..proto.tcp.stats import TcpStatistics, connection_statistics, connection_totals
-from ..wire import icmp as wicmp
 from ..wire import tcp as wtcp
 from .channels import Mailbox, send_upward
 
@@ -338,16 +337,9 @@ class TcpLayer:
         ]
 
     def _apply_icmp(self, conn: TcpConnection, report: IcmpErrorReport, now: float) -> None:
-        if (report.type, report.code) == (wicmp.DEST_UNREACHABLE, wicmp.UNREACH_FRAG_NEEDED):
-            conn.path_mtu_changed(self.stack.path_mtu_to(conn.remote_ip), now)
-            return
-        code = error_to_errno(report.type, report.code)
-        exc_type: type[OSError] = ConnectionRefusedError if code == errno.ECONNREFUSED else OSError
-        # RFC 1122 4.2.3.9: port and protocol unreachable are hard errors; Linux aborts
-        # an opening connection on any of them (tcp_v4_err).
-        hard = report.type == wicmp.DEST_UNREACHABLE
-        conn.icmp_error(exc_type(code, os.strerror(code)), hard, now)
-        self.demux.counters.incr("icmp_errors")
+        path_mtu = self.stack.path_mtu_to(conn.remote_ip) if report.frag_needed else None
+        if conn.on_icmp_error(report, path_mtu, now):
+            self.demux.counters.incr("icmp_errors")
 
 
 __all__ = [

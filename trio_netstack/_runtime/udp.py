@@ -11,7 +11,6 @@ to the IPv4 layer, so routing errors surface in the caller.
 from __future__ import annotations
 
 import errno
-import os
 import random
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -19,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import trio
 
-from ..proto.icmp import IcmpErrorReport, error_to_errno
+from ..proto.icmp import IcmpErrorReport, error_to_exception
 from ..proto.ipv4 import Delivery, OutDatagram
 from ..proto.udp import Endpoint, UdpDemux
 from ..wire import icmp as wicmp
@@ -262,11 +261,9 @@ class UdpLayer:
         if endpoint is None:
             self.demux.counters.incr("icmp_error_unmatched")
             return
-        code = error_to_errno(report.type, report.code)
         self.demux.counters.incr("icmp_errors")
-        exc_type = ConnectionRefusedError if code == errno.ECONNREFUSED else OSError
         endpoint.handle._deliver_error(
-            exc_type(code, f"{os.strerror(code)} (ICMP from {ip_to_str(report.reporter)})")
+            error_to_exception(report.type, report.code, report.reporter)
         )
 
 

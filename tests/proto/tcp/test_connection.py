@@ -3,10 +3,12 @@ machine fed hand-made segments (a scripted peer)."""
 
 from __future__ import annotations
 
+import errno
 import random
 
 import pytest
 
+from trio_netstack.proto.icmp import IcmpErrorReport
 from trio_netstack.proto.tcp import seq as S
 from trio_netstack.proto.tcp.connection import (
     CLOSE_WAIT,
@@ -25,6 +27,8 @@ from trio_netstack.proto.tcp.connection import (
     window_shift,
 )
 from trio_netstack.proto.tcp.seq import Seq
+from trio_netstack.wire import icmp as wicmp
+from trio_netstack.wire import ipv4 as wip
 from trio_netstack.wire import tcp as wtcp
 
 A_IP, B_IP = 0xC0000201, 0xC0000202
@@ -211,6 +215,56 @@ def test_rst_to_syn_is_refused_only_if_it_acks_our_syn() -> None:
     good = wtcp.build(B_IP, A_IP, B_PORT, A_PORT, 0, 1001, wtcp.RST | wtcp.ACK, 0)
     a.on_segment(parse(good, B_IP, A_IP), 0.1)
     assert a.state == CLOSED and isinstance(a.error, ConnectionRefusedError)
+
+
+# ---------------------------------------------------------------- ICMP errors
+
+
+def icmp_about(conn: TcpConnection, mtype: int, code: int) -> IcmpErrorReport:
+    """An ICMP error quoting the last segment ``conn`` sent (RFC 792: header + 8 bytes)."""
+    segment = conn.out[-1]
+    packet = wip.build_header(
+        src=conn.local_ip, dst=conn.remote_ip, protocol=6, payload_length=len(segment), ident=1
+    )
+    original, _ = wip.parse_untrusted(packet + segment)
+    return IcmpErrorReport(B_IP, mtype, code, original, bytes(segment[:8]), None, 0.0)
+
+
+def test_host_unreachable_aborts_an_opening_connection() -> None:
+    a = make()
+    a.connect(0.0)
+    report = icmp_about(a, wicmp.DEST_UNREACHABLE, wicmp.UNREACH_HOST)
+    assert a.on_icmp_error(report, None, 0.1)
+    assert a.state == CLOSED
+    assert type(a.error) is OSError and a.error.errno == errno.EHOSTUNREACH
+    assert a.error.strerror == "No route to host"
+
+
+def test_icmp_errors_in_a_synchronized_state_are_soft() -> None:
+    a, _b, _wire = connected()
+    a.app_send(b"x", 0.0)
+    report = icmp_about(a, wicmp.DEST_UNREACHABLE, wicmp.UNREACH_PORT)
+    assert a.on_icmp_error(report, None, 0.1)
+    assert a.state == ESTABLISHED and a.error is None
+    assert isinstance(a.soft_error, ConnectionRefusedError)
+
+
+def test_time_exceeded_does_not_abort_an_opening_connection() -> None:
+    a = make()
+    a.connect(0.0)
+    assert a.on_icmp_error(icmp_about(a, wicmp.TIME_EXCEEDED, 0), None, 0.1)
+    assert a.state == SYN_SENT and a.soft_error is not None
+
+
+def test_fragmentation_needed_lowers_the_mss() -> None:
+    a, _b, _wire = connected()
+    a.app_send(bytes(3000), 0.0)
+    report = icmp_about(a, wicmp.DEST_UNREACHABLE, wicmp.UNREACH_FRAG_NEEDED)
+    assert not a.on_icmp_error(report, None, 0.1)  # no path MTU given: nothing to do
+    assert a.local_mss == 1460
+    assert not a.on_icmp_error(report, 1000, 0.1)
+    assert a.local_mss == 960 and a.error is None and a.soft_error is None
+    assert a.mss == 960 - 12
 
 
 # ---------------------------------------------------------------- data

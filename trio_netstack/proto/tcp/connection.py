@@ -35,7 +35,9 @@ from __future__ import annotations
 import errno
 import math
 
+from ...wire import icmp as wicmp
 from ...wire import tcp as wtcp
+from ..icmp import IcmpErrorReport, error_to_exception
 from . import seq as S
 from .checks import INVALID_ACK_INTERVAL, PAWS_IDLE, ChecksMixin
 from .emit import EmitMixin
@@ -301,6 +303,24 @@ class TcpConnection(
             self._transmit(now)
 
     # ======================================================= errors and endings
+
+    def on_icmp_error(self, report: IcmpErrorReport, path_mtu: int | None, now: float) -> bool:
+        """An ICMP error about one of our segments (the demultiplexer matched it, RFC 5927).
+
+        "Fragmentation needed" is news of the path MTU: ``path_mtu`` is what path MTU
+        discovery (RFC 1191) now makes of the path, given by the owner for such reports
+        only. Any other error is kept for the user (:meth:`icmp_error`); every destination
+        unreachable counts as hard, so it aborts an opening connection as Linux's
+        tcp_v4_err does (RFC 1122 4.2.3.9 names only protocol and port unreachable).
+        Returns whether it was such an error (the owner counts those).
+        """
+        if report.frag_needed:
+            if path_mtu is not None:
+                self.path_mtu_changed(path_mtu, now)
+            return False
+        hard = report.type == wicmp.DEST_UNREACHABLE
+        self.icmp_error(error_to_exception(report.type, report.code), hard, now)
+        return True
 
     def icmp_error(self, err: OSError, hard: bool, now: float) -> None:
         """RFC 1122 4.2.3.9: hard errors abort an opening connection; soft ones are kept."""
