@@ -78,6 +78,18 @@ def test_frag_needed_report() -> None:
     assert err.frag_needed and err.next_hop_mtu == 1400
 
 
+def test_quoted_ports_of_tcp_and_udp_only() -> None:
+    m = IcmpMachine()
+    for protocol, ports in ((6, (40000, 80)), (17, (40000, 80)), (1, None)):
+        transport = (40000).to_bytes(2, "big") + (80).to_bytes(2, "big") + bytes(4)
+        original = (
+            wip.build_header(src=ME, dst=PEER, protocol=protocol, payload_length=8, ident=3)
+            + transport
+        )
+        m.input_untrusted(delivery(wicmp.build(wicmp.DEST_UNREACHABLE, 3, 0, original)), 1.0)
+        assert m.errors.pop().quoted_ports == ports
+
+
 def test_bad_messages_counted() -> None:
     m = IcmpMachine()
     m.input_untrusted(delivery(b"\x08\x00"), 0.0)

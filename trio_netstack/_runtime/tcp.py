@@ -222,8 +222,7 @@ class TcpLayer:
             await pending[0].wait_change()
 
     def _icmp_error(self, report: IcmpErrorReport, now: float) -> None:
-        original = report.original
-        conn = self.demux.find_for_error(original.src, original.dst, report.quoted)
+        conn = self.demux.find_for_error(report)
         if conn is None:
             self.demux.counters.incr("icmp_error_unmatched")
             return

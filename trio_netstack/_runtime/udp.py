@@ -257,7 +257,7 @@ class UdpLayer:
                 )
 
     def _icmp_error(self, report: IcmpErrorReport) -> None:
-        endpoint = self.demux.match_error(report.original, report.quoted)
+        endpoint = self.demux.match_error(report)
         if endpoint is None:
             self.demux.counters.incr("icmp_error_unmatched")
             return

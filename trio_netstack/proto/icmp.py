@@ -51,6 +51,15 @@ class IcmpErrorReport:
         return self.type == wicmp.DEST_UNREACHABLE and self.code == wicmp.UNREACH_FRAG_NEEDED
 
     @property
+    def quoted_ports(self) -> tuple[int, int] | None:
+        """For a quoted TCP or UDP header, its (source, destination) ports: both headers
+        begin with them, and an error quotes at least 8 bytes (RFC 792)."""
+        quoted = self.quoted
+        if self.original.protocol in (wip.PROTO_TCP, wip.PROTO_UDP) and len(quoted) >= 4:
+            return int.from_bytes(quoted[0:2], "big"), int.from_bytes(quoted[2:4], "big")
+        return None
+
+    @property
     def echo_id(self) -> int | None:
         """For a quoted echo request, its identifier."""
         quoted = self.quoted

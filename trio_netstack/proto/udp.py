@@ -14,11 +14,11 @@ from typing import Generic, TypeVar
 
 import attrs
 
-from ..wire import ipv4 as wip
 from ..wire import udp as wudp
 from ..wire.addr import ip_to_str
 from ..wire.errors import ParseError
 from .counters import Counters
+from .icmp import IcmpErrorReport
 from .ipv4 import Delivery
 
 H = TypeVar("H")
@@ -128,12 +128,13 @@ class UdpDemux(Generic[H]):
         self.counters.incr("rx_datagrams")
         return Received(endpoint, header.src, sport, header.dst, bytes(payload))
 
-    def match_error(self, original: wip.Ipv4Header, quoted: bytes) -> Endpoint[H] | None:
+    def match_error(self, report: IcmpErrorReport) -> Endpoint[H] | None:
         """The socket that sent the datagram an ICMP error quotes (RFC 1122 4.1.3.3)."""
-        if len(quoted) < 4:
+        ports = report.quoted_ports
+        if ports is None:
             return None
-        sport = int.from_bytes(quoted[0:2], "big")
-        dport = int.from_bytes(quoted[2:4], "big")
+        sport, dport = ports
+        original = report.original
         for ep in self._ports.get(sport, ()):
             if ep.local_ip and ep.local_ip != original.src:
                 continue

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+from trio_netstack.proto.icmp import IcmpErrorReport
 from trio_netstack.proto.ipv4 import Delivery
 from trio_netstack.proto.tcp.connection import ESTABLISHED, SYN_RECEIVED, TcpConfig
 from trio_netstack.proto.tcp.demux import DemuxConfig, TcpDemux
@@ -124,6 +125,23 @@ def test_time_wait_reacks_and_is_bounded() -> None:
     assert ack.flags == wtcp.ACK and ack.seq == c.snd_nxt
     d.expire_time_wait(100.0)
     assert len(d.time_wait) == 0
+
+
+def test_icmp_error_believed_only_for_a_sequence_number_in_flight() -> None:
+    d = demux()
+    c = d.connect(ME, PEER, 80, 1460, 0.0)
+    [syn] = c.out
+
+    def report(seq: int) -> IcmpErrorReport:
+        quoted = syn[:4] + seq.to_bytes(4, "big")
+        header, _ = wip.parse_untrusted(
+            wip.build_header(src=ME, dst=PEER, protocol=6, payload_length=len(syn), ident=1) + syn
+        )
+        return IcmpErrorReport(PEER, 3, 1, header, quoted, None, 0.0)
+
+    assert d.find_for_error(report(int(c.iss))) is c  # RFC 5927: snd_una..snd_max
+    assert d.find_for_error(report(int(c.iss) + 2)) is None
+    assert d.counters["icmp_error_out_of_window"] == 1
 
 
 def test_isn_unpredictable_monotonic_and_never_zero() -> None:

@@ -24,6 +24,7 @@ from ...wire import tcp as wtcp
 from ...wire.addr import ip_to_str
 from ...wire.errors import ParseError
 from ..counters import Counters
+from ..icmp import IcmpErrorReport
 from ..ipv4 import Delivery
 from ..ratelimit import TokenBucket
 from . import seq as S
@@ -336,13 +337,14 @@ class TcpDemux(Generic[H]):
             return tw.expires
         return None
 
-    def find_for_error(self, src: int, dst: int, quoted: bytes) -> TcpConnection | None:
+    def find_for_error(self, report: IcmpErrorReport) -> TcpConnection | None:
         """The connection that sent the segment an ICMP error quotes."""
-        if len(quoted) < 8:
+        quoted = report.quoted
+        ports = report.quoted_ports
+        if ports is None or len(quoted) < 8:
             return None
-        sport = int.from_bytes(quoted[0:2], "big")
-        dport = int.from_bytes(quoted[2:4], "big")
-        conn = self.connections.get((src, sport, dst, dport))
+        original = report.original
+        conn = self.connections.get((original.src, ports[0], original.dst, ports[1]))
         if conn is None:
             return None
         # RFC 5927 / RFC 5961: believe it only if it quotes a sequence number in flight.
