@@ -33,12 +33,10 @@ import trio
 from ..proto.icmp import IcmpErrorReport
 from ..proto.ipv4 import Delivery, OutDatagram
 from ..proto.tcp.connection import (
-    CLOSE_WAIT,
     CLOSED,
     ESTABLISHED,
     FIN_WAIT_2,
     SYN_RECEIVED,
-    SYN_SENT,
     TIME_WAIT,
     TcpConnection,
 )
@@ -205,11 +203,7 @@ class TcpLayer:
         """
         now = trio.current_time()
         for handle in list(self.handles.values()):
-            conn = handle.conn
-            if conn.state in (SYN_SENT, SYN_RECEIVED) or handle.listener is not None:
-                conn.app_abort(now, OSError(errno.ENETDOWN, "the stack was closed"))
-            elif conn.state in (ESTABLISHED, CLOSE_WAIT):
-                conn.app_close(now, full=True)
+            handle.conn.app_shutdown(now, accepted=handle.listener is None)
             handle.kick()
         while True:
             pending = [

@@ -198,10 +198,7 @@ class TcpStream(trio.abc.HalfCloseableStream):
             conn = self._conn
             now = trio.current_time()
             if conn.state != CLOSED:
-                if len(conn.rcv) and not conn.error:
-                    conn.app_abort(now)
-                else:
-                    conn.app_close(now, full=True)
+                conn.app_close(now, full=True)
                 self._handle.flush()
             self._handle.wake()  # wake our own parked senders/receivers
         await trio.lowlevel.checkpoint()

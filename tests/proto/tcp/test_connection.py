@@ -539,6 +539,49 @@ def test_data_after_full_close_is_reset() -> None:
     assert isinstance(a.error, ConnectionResetError)
 
 
+def test_full_close_with_unread_data_resets() -> None:
+    a, b, wire = connected()
+    a.app_send(b"unread", 0.0)
+    wire.run(0.0)
+    b.app_close(0.1, full=True)  # RFC 2525 2.17: not a FIN, the data was never read
+    [rst] = wire.take(b)
+    assert rst.flags == wtcp.RST
+    assert b.state == CLOSED and b.error is None
+
+
+def test_full_close_after_reading_sends_fin() -> None:
+    a, b, wire = connected()
+    a.app_send(b"read", 0.0)
+    wire.run(0.0)
+    assert b.app_receive(100, 0.0) == b"read"
+    b.app_close(0.1, full=True)
+    assert b.state == FIN_WAIT_1 and b.receive_closed
+
+
+def test_shutdown_resets_opening_and_unaccepted_connections() -> None:
+    opening = make()
+    opening.connect(0.0)
+    opening.app_shutdown(1.0, accepted=True)
+    assert opening.state == CLOSED and isinstance(opening.error, OSError)
+    assert opening.error.errno == errno.ENETDOWN
+    _a, b, wire = connected()
+    b.app_shutdown(1.0, accepted=False)  # established, but its listener never took it
+    assert [s.flags for s in wire.take(b)] == [wtcp.RST]
+    assert b.state == CLOSED and b.error is not None and b.error.errno == errno.ENETDOWN
+
+
+def test_shutdown_closes_established_connections_with_a_fin() -> None:
+    a, b, wire = connected()
+    a.app_send(b"unread", 0.0)
+    wire.run(0.0)
+    b.app_shutdown(1.0, accepted=True)  # unread data or not: a FIN
+    assert b.state == FIN_WAIT_1 and b.error is None
+    wire.run(1.0)
+    assert b.state == FIN_WAIT_2 and a.state == CLOSE_WAIT
+    b.app_shutdown(2.0, accepted=True)  # closing already: left alone
+    assert b.state == FIN_WAIT_2 and b.out == []
+
+
 # ---------------------------------------------------------------- RFC 5961
 
 

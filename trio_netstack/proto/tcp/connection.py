@@ -186,8 +186,31 @@ class TcpConnection(
 
         ``full`` means the application will not read either (a socket close rather
         than a half-close): data arriving afterwards is answered with RST
-        (RFC 1122 4.2.2.13).
+        (RFC 1122 4.2.2.13), and if received data is still unread the connection is
+        reset instead (RFC 2525 2.17, as Linux's tcp_close does): a FIN would tell the
+        peer that everything it sent was taken.
         """
+        if full and len(self.rcv) and self.error is None:
+            self.app_abort(now)
+            return
+        self._close(now, full)
+
+    def app_shutdown(self, now: float, accepted: bool) -> None:
+        """The host is going down: end the connection as a host shutting down does.
+
+        Connections still opening, and passive ones their listener has not taken
+        (``accepted`` false), are reset with ``OSError(ENETDOWN)``; established ones
+        (ESTABLISHED, CLOSE_WAIT) are closed fully with a FIN after their queued data,
+        unread data or not (the owner waits, bounded, for those FINs to be
+        acknowledged); the others are closing already.
+        """
+        if self.state in (SYN_SENT, SYN_RECEIVED) or not accepted:
+            self.app_abort(now, OSError(errno.ENETDOWN, "the stack was closed"))
+        elif self.state in (ESTABLISHED, CLOSE_WAIT):
+            self._close(now, True)
+
+    def _close(self, now: float, full: bool) -> None:
+        # RFC 9293 3.10.4 CLOSE, state by state.
         if full:
             self.receive_closed = True
         if self.fin_queued:
