@@ -347,16 +347,11 @@ class TcpListener(trio.abc.Listener[TcpStream]):
     async def aclose(self) -> None:
         if not self._closed:
             self._closed = True
-            demux = self._stack.tcp.demux
             # Connections not yet accepted are reset, like close() on a Linux listener.
-            for conn in list(self._listener.ready) + list(self._listener.pending):
+            for conn in self._stack.tcp.demux.unlisten(self._listener, trio.current_time()):
                 handle = self._stack.tcp.handles.get(conn)
-                conn.app_abort(trio.current_time())
                 if handle is not None:
                     handle.kick()
-            self._listener.ready.clear()
-            self._listener.pending.clear()
-            demux.listeners.pop((self._listener.local_ip, self._listener.port), None)
             self._lot.unpark_all()
         await trio.lowlevel.checkpoint()
 

@@ -6,7 +6,7 @@ import random
 
 from trio_netstack.proto.icmp import IcmpErrorReport
 from trio_netstack.proto.ipv4 import Delivery
-from trio_netstack.proto.tcp.connection import ESTABLISHED, SYN_RECEIVED, TcpConfig
+from trio_netstack.proto.tcp.connection import CLOSED, ESTABLISHED, SYN_RECEIVED, TcpConfig
 from trio_netstack.proto.tcp.demux import DemuxConfig, TcpDemux
 from trio_netstack.proto.tcp.isn import IsnGenerator
 from trio_netstack.wire import ipv4 as wip
@@ -92,6 +92,32 @@ def test_listener_accepts_within_backlog() -> None:
     conn.on_segment(found[1], 0.0)
     assert conn.state == ESTABLISHED
     assert d.established(conn, listener) and listener.ready == [conn]
+
+
+def test_unlisten_resets_the_unaccepted_connections() -> None:
+    d = demux()
+    listener = d.listen(0, 80, 5, "svc")
+    for port in (1001, 1002):
+        d.input_untrusted(delivery(seg(wtcp.SYN, sport=port)), False, 1460, 0.0)
+    half_open, ready = (c for c, _ in d.accepted)
+    synack = wtcp.parse_untrusted(ready.out.pop(), ME, PEER)
+    found = d.input_untrusted(
+        delivery(seg(wtcp.ACK, seq=101, ack=synack.seq + 1, sport=1002)), False, 1460, 0.0
+    )
+    assert found is not None
+    ready.on_segment(found[1], 0.0)
+    assert d.established(ready, listener)
+    half_open.out.clear()
+    assert d.unlisten(listener, 1.0) == [ready, half_open]
+    for conn in (ready, half_open):
+        assert conn.state == CLOSED
+        [rst] = [wtcp.parse_untrusted(s, ME, PEER) for s in conn.out]
+        assert rst.flags == wtcp.RST
+    assert listener.ready == [] and not listener.pending and d.listeners == {}
+    # The port is closed now: a new SYN is answered with a RST.
+    d.input_untrusted(delivery(seg(wtcp.SYN, sport=1003)), False, 1460, 1.0)
+    [rst] = sent(d)
+    assert rst.flags == wtcp.RST | wtcp.ACK
 
 
 def test_listener_conflicts() -> None:

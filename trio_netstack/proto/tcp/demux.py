@@ -106,14 +106,20 @@ class TcpDemux(Generic[H]):
         self.listeners[(local_ip, port)] = listener
         return listener
 
-    def unlisten(self, listener: Listener[H], now: float) -> None:
+    def unlisten(self, listener: Listener[H], now: float) -> list[TcpConnection]:
+        """Close a listening port. Its connections not yet accepted are reset, as close()
+        on a Linux listener resets them (RFC 9293 3.10.5 ABORT for each).
+
+        Returns those connections: each is CLOSED with its RST in ``out``, and its owner
+        sends that and retires it (:meth:`remove`) like any connection that ended.
+        """
         self.listeners.pop((listener.local_ip, listener.port), None)
-        for conn in list(listener.pending) + listener.ready:
+        aborted = list(listener.ready) + list(listener.pending)
+        for conn in aborted:
             conn.app_abort(now)
-            self._flush_conn(conn)
-            self.remove(conn)
-        listener.pending.clear()
         listener.ready.clear()
+        listener.pending.clear()
+        return aborted
 
     def connect(
         self,
@@ -284,11 +290,6 @@ class TcpDemux(Generic[H]):
         self.counters.incr("rst_sent")
 
     # --- lifecycle -------------------------------------------------------------------
-
-    def _flush_conn(self, conn: TcpConnection) -> None:
-        for segment in conn.out:
-            self.out.append((conn.local_ip, conn.remote_ip, segment))
-        conn.out.clear()
 
     def established(self, conn: TcpConnection, listener: Listener[H]) -> bool:
         """Move a passive connection from half-open to the accept queue."""
