@@ -7,7 +7,8 @@ import pytest
 
 from trio_netstack.proto.icmp import IcmpErrorReport
 from trio_netstack.proto.ipv4 import Delivery
-from trio_netstack.proto.udp import EPHEMERAL_HIGH, EPHEMERAL_LOW, UdpDemux
+from trio_netstack.proto.ports import EPHEMERAL_HIGH, EPHEMERAL_LOW
+from trio_netstack.proto.udp import UdpDemux
 from trio_netstack.wire import ipv4 as wip
 from trio_netstack.wire import udp as wudp
 from trio_netstack.wire.addr import ip_from_str

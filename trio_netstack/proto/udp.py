@@ -3,7 +3,8 @@
 Lookup follows Linux's scoring: a socket connected to the sender beats one
 bound to the destination address, which beats a wildcard bind. Ephemeral ports
 are drawn at random from 32768-60999 (Linux's ip_local_port_range), as RFC 6056
-3.3.1 (algorithm 1) recommends; the random source is injected.
+3.3.1 (algorithm 1) recommends, by the picker TCP shares (:mod:`.ports`); the random
+source is injected.
 """
 
 from __future__ import annotations
@@ -20,11 +21,9 @@ from ..wire.errors import ParseError
 from .counters import Counters
 from .icmp import IcmpErrorReport
 from .ipv4 import Delivery
+from .ports import pick_ephemeral
 
 H = TypeVar("H")
-
-EPHEMERAL_LOW = 32768
-EPHEMERAL_HIGH = 60999
 
 
 @attrs.define(slots=True, eq=False)
@@ -78,13 +77,10 @@ class UdpDemux(Generic[H]):
                 del self._ports[endpoint.local_port]
 
     def _ephemeral(self, local_ip: int) -> int:
-        span = EPHEMERAL_HIGH - EPHEMERAL_LOW + 1
-        start = self._randrange(0, span)
-        for i in range(span):
-            port = EPHEMERAL_LOW + (start + i) % span
-            if port not in self._ports:
-                return port
-        raise OSError(errno.EADDRINUSE, "no free ephemeral UDP port")
+        port = pick_ephemeral(self._randrange, lambda port: port not in self._ports)
+        if port is None:
+            raise OSError(errno.EADDRINUSE, "no free ephemeral UDP port")
+        return port
 
     def lookup(self, dst: int, dport: int, src: int, sport: int) -> Endpoint[H] | None:
         best: Endpoint[H] | None = None

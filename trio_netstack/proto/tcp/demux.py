@@ -26,6 +26,7 @@ from ...wire.errors import ParseError
 from ..counters import Counters
 from ..icmp import IcmpErrorReport
 from ..ipv4 import Delivery
+from ..ports import pick_ephemeral
 from ..ratelimit import TokenBucket
 from . import seq as S
 from .connection import TcpConfig, TcpConnection
@@ -34,9 +35,6 @@ from .seq import Seq
 
 H = TypeVar("H")
 Key = tuple[int, int, int, int]  # local ip, local port, remote ip, remote port
-
-EPHEMERAL_LOW = 32768
-EPHEMERAL_HIGH = 60999
 
 
 @attrs.frozen
@@ -158,20 +156,21 @@ class TcpDemux(Generic[H]):
         )
 
     def _ephemeral(self, local_ip: int, remote_ip: int, remote_port: int) -> int:
-        # RFC 6056 3.3.1: a random starting point, then the next free port.
-        span = EPHEMERAL_HIGH - EPHEMERAL_LOW + 1
-        start = self._randrange(0, span)
-        for i in range(span):
-            port = EPHEMERAL_LOW + (start + i) % span
+        def is_free(port: int) -> bool:
+            # Free for this 4-tuple (RFC 6056 allows reusing a port towards other peers),
+            # and not a listening port.
             key = (local_ip, port, remote_ip, remote_port)
-            if (
+            return (
                 key not in self.connections
                 and key not in self.time_wait
                 and (local_ip, port) not in self.listeners
                 and (0, port) not in self.listeners
-            ):
-                return port
-        raise OSError(errno.EADDRNOTAVAIL, "no free ephemeral TCP port")
+            )
+
+        port = pick_ephemeral(self._randrange, is_free)
+        if port is None:
+            raise OSError(errno.EADDRNOTAVAIL, "no free ephemeral TCP port")
+        return port
 
     # --- input ---------------------------------------------------------------------
 
