@@ -26,6 +26,7 @@ from trio_netstack.proto.tcp.connection import (
     TcpConnection,
     window_shift,
 )
+from trio_netstack.proto.tcp.isn import tsval
 from trio_netstack.proto.tcp.seq import Seq
 from trio_netstack.wire import icmp as wicmp
 from trio_netstack.wire import ipv4 as wip
@@ -343,7 +344,7 @@ def test_out_of_order_is_acked_at_once_in_order_is_delayed() -> None:
         wtcp.ACK,
         1000,
         b"later",
-        timestamp=(a._ts_now(0.05), b.ts_recent),
+        timestamp=(tsval(0.05, a.ts_offset), b.ts_recent),
     )
     b.on_segment(parse(hole, A_IP, B_IP), 0.05)
     [dup] = wire.take(b)

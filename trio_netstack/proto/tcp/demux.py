@@ -30,7 +30,7 @@ from ..ports import pick_ephemeral
 from ..ratelimit import TokenBucket
 from . import seq as S
 from .connection import TcpConfig, TcpConnection
-from .isn import IsnGenerator
+from .isn import IsnGenerator, tsval
 from .seq import Seq
 
 H = TypeVar("H")
@@ -267,7 +267,7 @@ class TcpDemux(Generic[H]):
         lip, lport, rip, rport = key
         timestamp = None
         if tw.ts_recent is not None:
-            timestamp = ((int(now * 1000) + tw.ts_offset) & 0xFFFFFFFF, tw.ts_recent)
+            timestamp = (tsval(now, tw.ts_offset), tw.ts_recent)
         ack = wtcp.build(
             lip, rip, lport, rport, tw.snd_nxt, tw.rcv_nxt, wtcp.ACK, 0, timestamp=timestamp
         )

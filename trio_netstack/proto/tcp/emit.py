@@ -9,15 +9,13 @@ blocks (RFC 2018 4, a D-SACK first as RFC 2883 4 asks), and appends the bytes to
 from __future__ import annotations
 
 from ...wire import tcp as wtcp
+from .isn import tsval
 from .seq import Seq
 from .tcb import Tcb
 
 
 class EmitMixin(Tcb):
     __slots__ = ()
-
-    def _ts_now(self, now: float) -> int:
-        return (int(now * 1000) + self.ts_offset) & 0xFFFFFFFF
 
     def _emit(
         self,
@@ -47,7 +45,7 @@ class EmitMixin(Tcb):
         if syn_options:
             self._offer_options(options, now)
         elif self.ts_ok and not flags & wtcp.RST:
-            options["timestamp"] = (self._ts_now(now), self.ts_recent)
+            options["timestamp"] = (tsval(now, self.ts_offset), self.ts_recent)
         if self.sack_ok and flags & wtcp.ACK and not flags & wtcp.SYN:
             room = 4 if not self.ts_ok else 3  # 40 option bytes: 3 blocks beside timestamps
             blocks: tuple[tuple[int, int], ...] = ()

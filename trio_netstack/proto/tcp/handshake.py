@@ -13,6 +13,7 @@ import errno
 from ...wire import tcp as wtcp
 from . import seq as S
 from .congestion import make_congestion_control
+from .isn import tsval
 from .rcvbuf import ReceiveQueue
 from .seq import Seq
 from .tcb import ESTABLISHED, SYN_RECEIVED, SYN_SENT, TS_OPTION_LEN, Tcb
@@ -100,7 +101,7 @@ class HandshakeMixin(Tcb):
         if self.config.sack and (self.state == SYN_SENT or self.sack_ok):
             options["sack_permitted"] = True
         if self.config.timestamps and (self.state == SYN_SENT or self.ts_ok):
-            options["timestamp"] = (self._ts_now(now), self.ts_recent)
+            options["timestamp"] = (tsval(now, self.ts_offset), self.ts_recent)
 
     def _send_syn(self, now: float, *, ack: bool) -> None:
         flags = wtcp.SYN | (wtcp.ACK if ack else 0)

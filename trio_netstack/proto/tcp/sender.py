@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from ...wire import tcp as wtcp
 from . import seq as S
+from .isn import tsval
 from .seq import Seq
 from .tcb import (
     CLOSED,
@@ -299,7 +300,7 @@ class SenderMixin(Tcb):
         if self.ts_ok and ts is not None and ts[1]:
             # RFC 7323 4.1: TSecr echoes our clock, so the sample is exact even for
             # retransmissions.
-            elapsed_ms = (self._ts_now(now) - ts[1]) & 0xFFFFFFFF
+            elapsed_ms = (tsval(now, self.ts_offset) - ts[1]) & 0xFFFFFFFF
             if elapsed_ms < 0x7FFFFFFF:
                 sample = elapsed_ms / 1000.0
                 self.rtt.sample(sample)
