@@ -81,7 +81,7 @@ class ConnectionHandle:
         stack = self.layer.stack
         conn = self.conn
         if self.inbox.idle and stack.can_transmit_now() and conn.state not in (TIME_WAIT, CLOSED):
-            if conn.out:
+            if conn.has_output:
                 stack.transmit_nowait(self.layer.datagrams(conn))
             self.inbox.wake_by(conn.get_timer())
         else:
@@ -161,9 +161,8 @@ class TcpLayer:
                 elif kind == "icmp":
                     for report in items:
                         self._icmp_error(report, now)
-            for conn, listener in demux.accepted:
+            for conn, listener in demux.take_accepted():
                 self._spawn(conn, listener)
-            demux.accepted.clear()
             for conn, segments in per_conn.items():
                 handle = self.handles.get(conn)
                 if handle is None:
@@ -173,12 +172,11 @@ class TcpLayer:
                 elif not send_upward(handle.inbox, ("segments", segments)):
                     demux.counters.incr("connection_queue_full")
             demux.expire_time_wait(now)
-            if demux.out:
-                out, demux.out = demux.out, []
+            if demux.has_output:
                 await stack.queue_datagrams(
                     [
                         OutDatagram(dst, wtcp.PROTO_TCP, seg, src=src, dont_fragment=True)
-                        for src, dst, seg in out
+                        for src, dst, seg in demux.take_output()
                     ]
                 )
 
@@ -270,7 +268,7 @@ class TcpLayer:
                 now = self._feed(
                     handle, await handle.inbox.get_batch(math.inf if deadline is None else deadline)
                 )
-                if conn.out:
+                if conn.has_output:
                     await stack.queue_datagrams(self.datagrams(conn))
                 handle.wake()
                 if conn.state == TIME_WAIT:
@@ -314,7 +312,7 @@ class TcpLayer:
 
     def datagrams(self, conn: TcpConnection) -> list[OutDatagram]:
         """Take the machine's segments as IPv4 datagrams."""
-        out, conn.out = conn.out, []
+        out = conn.take_segments()
         gso_mtu = self.stack.mtu
         src, dst = conn.local_ip, conn.remote_ip
         return [

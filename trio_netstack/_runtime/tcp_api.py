@@ -178,7 +178,7 @@ class TcpStream(trio.abc.HalfCloseableStream):
                 self._check_open()
                 data = conn.app_receive(max_bytes, trio.current_time())
                 if data is not None:
-                    if conn.out:
+                    if conn.has_output:
                         self._handle.flush()  # a window update to send
                     if not parked:
                         await trio.lowlevel.cancel_shielded_checkpoint()

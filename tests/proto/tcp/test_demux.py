@@ -42,8 +42,8 @@ def seg(
 
 
 def sent(d: TcpDemux[str]) -> list[wtcp.TcpSegment]:
-    out = [wtcp.parse_untrusted(s, src, dst) for src, dst, s in d.out]
-    d.out.clear()
+    out = [wtcp.parse_untrusted(s, src, dst) for src, dst, s in d.take_output()]
+    assert not d.has_output
     return out
 
 
@@ -57,7 +57,7 @@ def test_rst_for_closed_port() -> None:
     [rst] = sent(d)
     assert rst.flags == wtcp.RST and rst.seq == 777
     d.input_untrusted(delivery(seg(wtcp.RST, seq=5)), False, 1460, 0.0)
-    assert sent(d) == []  # never a RST for a RST
+    assert not d.has_output  # never a RST for a RST
     assert d.counters["rst_sent"] == 2
 
 
@@ -78,7 +78,9 @@ def test_listener_accepts_within_backlog() -> None:
         d.input_untrusted(delivery(seg(wtcp.SYN, sport=port)), False, 1460, 0.0)
     assert len(listener.pending) == 2
     assert d.counters["listen_overflow"] == 1
-    conns = [c for c, _ in d.accepted]
+    assert all(lst is listener for _, lst in d.accepted)
+    conns = [c for c, _ in d.take_accepted()]
+    assert d.take_accepted() == []
     assert all(c.state == SYN_RECEIVED for c in conns)
     synacks = [wtcp.parse_untrusted(s, ME, PEER) for c in conns for s in c.out]
     assert all(s.flags == wtcp.SYN | wtcp.ACK and s.ack == 101 for s in synacks)

@@ -6,9 +6,10 @@ A :class:`TcpConnection` is a pure machine (RFC 9293). Its inputs are segments
 (:meth:`on_segment`, :meth:`on_segments`), the application's calls (:meth:`app_send`,
 :meth:`app_receive`, :meth:`app_close`, :meth:`app_abort`) and time
 (:meth:`handle_timer`); every input carries ``now``. Its outputs are TCP
-segments appended to :attr:`out` (bytes ready to become an IPv4 payload) and
-changes of :attr:`state`, :attr:`error` and the readable/writable conditions,
-which the owner inspects after each call.
+segments, which the owner takes after each call with :meth:`take_segments`
+(:attr:`has_output` says whether there are any; like aioquic's
+``datagrams_to_send``), and changes of :attr:`state`, :attr:`error` and the
+readable/writable conditions, which the owner inspects after each call.
 
 This module holds what the owner calls and the state transitions; the work is done by
 mixins over one set of fields (:mod:`.tcb`, which explains the arrangement):
@@ -234,6 +235,21 @@ class TcpConnection(
     def flush(self, now: float) -> None:
         """Send whatever is allowed now (after app calls that queued data or read)."""
         self._transmit(now)
+
+    # ================================================================== output
+
+    @property
+    def has_output(self) -> bool:
+        """Whether segments wait to be taken (:meth:`take_segments`)."""
+        return bool(self.out)
+
+    def take_segments(self) -> list[bytes]:
+        """Hand over the segments produced since the last call, in order: TCP segments
+        with their checksums (or the pseudo-header sum for ``csum_partial``), ready to be
+        IPv4 payloads from ``local_ip`` to ``remote_ip``. Call after every input."""
+        out = self.out
+        self.out = []
+        return out
 
     # ==================================================================== input
 

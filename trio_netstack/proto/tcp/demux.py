@@ -85,6 +85,27 @@ class TcpDemux(Generic[H]):
             self.dconfig.challenge_ack_rate, self.dconfig.challenge_ack_rate, 0.0
         )
 
+    # --- outputs, taken by the owner after each call --------------------------------
+
+    @property
+    def has_output(self) -> bool:
+        """Whether segments of our own (RSTs, TIME_WAIT ACKs) wait in :meth:`take_output`."""
+        return bool(self.out)
+
+    def take_output(self) -> list[tuple[int, int, bytes]]:
+        """Hand over the segments the demultiplexer answered with itself, in order, as
+        ``(source address, destination address, segment)``."""
+        out = self.out
+        self.out = []
+        return out
+
+    def take_accepted(self) -> list[tuple[TcpConnection, Listener[H]]]:
+        """Hand over the connections that listeners opened (in SYN-RECEIVED, their SYN-ACK
+        in their own output) since the last call, with their listener."""
+        accepted = self.accepted
+        self.accepted = []
+        return accepted
+
     @staticmethod
     def key(conn: TcpConnection) -> Key:
         return (conn.local_ip, conn.local_port, conn.remote_ip, conn.remote_port)
