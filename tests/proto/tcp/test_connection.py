@@ -28,105 +28,20 @@ from trio_netstack.proto.tcp.connection import (
 )
 from trio_netstack.proto.tcp.isn import tsval
 from trio_netstack.proto.tcp.seq import Seq
+from trio_netstack.testing.tcp import (
+    A_IP,
+    A_PORT,
+    B_IP,
+    B_PORT,
+    Wire,
+    connected,
+    make,
+    parse,
+    transfer,
+)
 from trio_netstack.wire import icmp as wicmp
 from trio_netstack.wire import ipv4 as wip
 from trio_netstack.wire import tcp as wtcp
-
-A_IP, B_IP = 0xC0000201, 0xC0000202
-A_PORT, B_PORT = 40000, 80
-
-
-def parse(segment: bytes, src: int, dst: int) -> wtcp.TcpSegment:
-    return wtcp.parse_untrusted(segment, src, dst)
-
-
-def make(
-    config: TcpConfig | None = None, *, iss: int = 1000, side: str = "a", mss: int = 1460
-) -> TcpConnection:
-    cfg = config or TcpConfig()
-    if side == "a":
-        return TcpConnection(cfg, (A_IP, A_PORT), (B_IP, B_PORT), Seq(iss), 0, mss, 0.0)
-    return TcpConnection(cfg, (B_IP, B_PORT), (A_IP, A_PORT), Seq(iss), 5000, mss, 0.0)
-
-
-class Wire:
-    """Moves segments between two machines; can drop or hold them."""
-
-    def __init__(self, a: TcpConnection, b: TcpConnection, *, b_listens: bool = True) -> None:
-        self.a, self.b = a, b
-        self.b_listens = b_listens  # b is opened passively by a's first SYN
-        self.log: list[tuple[str, wtcp.TcpSegment]] = []
-
-    def take(self, conn: TcpConnection) -> list[wtcp.TcpSegment]:
-        src, dst = (A_IP, B_IP) if conn is self.a else (B_IP, A_IP)
-        return [parse(s, src, dst) for s in conn.take_segments()]
-
-    def run(self, now: float, rounds: int = 200, drop: set[int] | None = None) -> None:
-        """Deliver until quiet; ``drop`` names indices (in log order) to lose."""
-        for _ in range(rounds):
-            moved = False
-            for sender, receiver, name in ((self.a, self.b, "a>b"), (self.b, self.a, "b>a")):
-                for seg in self.take(sender):
-                    index = len(self.log)
-                    self.log.append((name, seg))
-                    moved = True
-                    if drop and index in drop:
-                        continue
-                    if receiver is self.b and self.b_listens and seg.flags == wtcp.SYN:
-                        self.b_listens = False
-                        receiver.accept_syn(seg, now)  # what a listener does
-                        continue
-                    receiver.on_segment(seg, now)
-            if not moved:
-                return
-        raise AssertionError("the two machines never went quiet")
-
-    def advance(self, now: float) -> None:
-        for conn in (self.a, self.b):
-            timer = conn.get_timer()
-            if timer is not None and timer <= now:
-                conn.handle_timer(now)
-
-
-def connected(
-    config: TcpConfig | None = None, *, iss_a: int = 1000, iss_b: int = 90000
-) -> tuple[TcpConnection, TcpConnection, Wire]:
-    a = make(config, iss=iss_a, side="a")
-    b = make(config, iss=iss_b, side="b")
-    wire = Wire(a, b)
-    a.connect(0.0)
-    wire.run(0.0)
-    assert a.state == ESTABLISHED and b.state == ESTABLISHED
-    return a, b, wire
-
-
-def transfer(
-    a: TcpConnection,
-    b: TcpConnection,
-    wire: Wire,
-    data: bytes,
-    start: float = 0.0,
-    step: float = 0.01,
-    limit: int = 100000,
-) -> tuple[bytes, float]:
-    """Send ``data`` from a to b, reading as it arrives; returns what b read and the time."""
-    now = start
-    sent = 0
-    got = bytearray()
-    for _ in range(limit):
-        if sent < len(data):
-            sent += a.app_send(memoryview(data)[sent:], now)
-        wire.run(now)
-        chunk = b.app_receive(1 << 20, now)
-        if chunk:
-            got += chunk
-        wire.run(now)
-        if len(got) == len(data):
-            return bytes(got), now
-        now += step
-        wire.advance(now)
-    raise AssertionError(f"transfer stalled at {len(got)}/{len(data)} bytes")
-
 
 # ---------------------------------------------------------------- handshakes
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_connection import A_IP, A_PORT, B_IP, B_PORT, connected, parse
 
 from trio_netstack.proto.tcp import seq as S
 from trio_netstack.proto.tcp.connection import TcpConnection, TcpState
+from trio_netstack.testing.tcp import A_IP, A_PORT, B_IP, B_PORT, connected, parse
 from trio_netstack.wire import tcp as wtcp
 
 segments = st.lists(
