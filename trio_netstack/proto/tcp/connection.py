@@ -3,9 +3,10 @@
 Theory of operation
 -------------------
 A :class:`TcpConnection` is a pure machine (RFC 9293). Its inputs are segments
-(:meth:`on_segment`, :meth:`on_segments`), the application's calls (:meth:`app_send`,
-:meth:`app_receive`, :meth:`app_close`, :meth:`app_abort`) and time
-(:meth:`handle_timer`); every input carries ``now``. Its outputs are TCP
+(:meth:`on_segment`, :meth:`on_segments`), ICMP errors (:meth:`on_icmp_error`), the
+application's calls (:meth:`app_send`, :meth:`app_receive`, :meth:`app_close`,
+:meth:`app_abort`), the host's (:meth:`app_shutdown`) and time (:meth:`handle_timer`);
+every input carries ``now``. Its outputs are TCP
 segments, which the owner takes after each call with :meth:`take_segments`
 (:attr:`has_output` says whether there are any; like aioquic's
 ``datagrams_to_send``), and changes of :attr:`state`, :attr:`error` and the
