@@ -41,10 +41,3 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     marker = item.get_closest_marker("system")
     if marker is not None:
         require_system(*marker.args)
-
-
-# Helpers in tests/ imported by module name (tests/proto/tcp needs this until its helpers
-# move into the package, as the captured frames did: trio_netstack.testing.golden).
-import sys  # noqa: E402
-
-sys.path.insert(0, os.path.dirname(__file__))

@@ -63,6 +63,30 @@ def test_error_with_quoted_echo() -> None:
     assert (err.reporter, err.type, err.code) == (PEER, 3, 1)
     assert (err.echo_id, err.echo_seq) == (42, 7)
     assert err.original.dst == ip_from_str("198.51.100.1")
+    assert not err.frag_needed
+
+
+def test_frag_needed_report() -> None:
+    m = IcmpMachine()
+    original = wip.build_header(
+        src=ME, dst=ip_from_str("198.51.100.1"), protocol=17, payload_length=1472, ident=9
+    ) + bytes(8)
+    body = wicmp.build(wicmp.DEST_UNREACHABLE, wicmp.UNREACH_FRAG_NEEDED, 1400, original)
+    m.input_untrusted(delivery(body), 1.0)
+    [err] = m.errors
+    assert err.frag_needed and err.next_hop_mtu == 1400
+
+
+def test_quoted_ports_of_tcp_and_udp_only() -> None:
+    m = IcmpMachine()
+    for protocol, ports in ((6, (40000, 80)), (17, (40000, 80)), (1, None)):
+        transport = (40000).to_bytes(2, "big") + (80).to_bytes(2, "big") + bytes(4)
+        original = (
+            wip.build_header(src=ME, dst=PEER, protocol=protocol, payload_length=8, ident=3)
+            + transport
+        )
+        m.input_untrusted(delivery(wicmp.build(wicmp.DEST_UNREACHABLE, 3, 0, original)), 1.0)
+        assert m.errors.pop().quoted_ports == ports
 
 
 def test_bad_messages_counted() -> None:

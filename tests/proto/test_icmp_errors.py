@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import errno
+import os
 
-from trio_netstack.proto.icmp import IcmpMachine, error_to_errno
+from trio_netstack.proto.icmp import IcmpMachine, error_to_errno, error_to_exception
 from trio_netstack.proto.ratelimit import RateLimitConfig, TokenBucket
 from trio_netstack.wire import icmp as wicmp
 from trio_netstack.wire import ipv4 as wip
@@ -106,3 +107,17 @@ def test_error_mapping() -> None:
     assert error_to_errno(3, 1) == errno.EHOSTUNREACH
     assert error_to_errno(3, 0) == errno.ENETUNREACH
     assert error_to_errno(11, 0) == errno.EHOSTUNREACH
+
+
+def test_error_to_exception() -> None:
+    refused = error_to_exception(wicmp.DEST_UNREACHABLE, wicmp.UNREACH_PORT)
+    assert type(refused) is ConnectionRefusedError
+    assert (refused.errno, refused.strerror) == (errno.ECONNREFUSED, "Connection refused")
+    host = error_to_exception(wicmp.DEST_UNREACHABLE, wicmp.UNREACH_HOST, PEER)
+    assert type(host) is OSError and host.errno == errno.EHOSTUNREACH
+    assert host.strerror == "No route to host (ICMP from 192.0.2.1)"
+    # The texts are the C library's (what os.strerror said when the shell built them).
+    for mtype, code in ((3, 0), (3, 1), (3, 2), (3, 3), (3, 4), (11, 0), (12, 0)):
+        exc = error_to_exception(mtype, code)
+        assert exc.errno == error_to_errno(mtype, code)
+        assert exc.strerror == os.strerror(exc.errno)

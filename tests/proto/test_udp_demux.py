@@ -5,8 +5,10 @@ import random
 
 import pytest
 
+from trio_netstack.proto.icmp import IcmpErrorReport
 from trio_netstack.proto.ipv4 import Delivery
-from trio_netstack.proto.udp import EPHEMERAL_HIGH, EPHEMERAL_LOW, UdpDemux
+from trio_netstack.proto.ports import EPHEMERAL_HIGH, EPHEMERAL_LOW
+from trio_netstack.proto.udp import UdpDemux
 from trio_netstack.wire import ipv4 as wip
 from trio_netstack.wire import udp as wudp
 from trio_netstack.wire.addr import ip_from_str
@@ -58,6 +60,26 @@ def test_ephemeral_ports_random_and_distinct() -> None:
     assert ports != sorted(ports)  # not sequential (RFC 6056)
     other = demux(seed=2)
     assert other.bind("x", 0, 0).local_port != ports[0]
+
+
+def test_icmp_error_matched_by_quoted_ports() -> None:
+    d = demux()
+    bound = d.bind("a", 0, 4000)
+    conn = d.bind("c", ME, 4001)
+    conn.remote_ip, conn.remote_port = PEER, 53
+
+    def report(sport: int, dport: int) -> IcmpErrorReport:
+        quoted = wudp.build(ME, PEER, sport, dport, b"q")
+        header, _ = wip.parse_untrusted(
+            wip.build_header(src=ME, dst=PEER, protocol=17, payload_length=len(quoted), ident=1)
+            + quoted
+        )
+        return IcmpErrorReport(PEER, 3, 3, header, quoted[:8], None, 0.0)
+
+    assert d.match_error(report(4000, 9)) is bound
+    assert d.match_error(report(4001, 53)) is conn
+    assert d.match_error(report(4001, 54)) is None  # not the connected peer
+    assert d.match_error(report(4002, 53)) is None
 
 
 def test_unbind_frees_port() -> None:

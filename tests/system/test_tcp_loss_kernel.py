@@ -29,8 +29,8 @@ from typing import Any
 
 import pytest
 import trio
+from tcp_lab import Peer, digest, in_lab, receive_all, send_payload
 from tcp_scripts import TCP_PEER
-from test_tcp_kernel import Peer, digest, in_lab, receive_all, send_payload
 
 import trio_netstack
 from trio_netstack.link import ImpairedLink

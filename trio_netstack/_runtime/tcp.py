@@ -22,27 +22,22 @@ for kicks the task.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import math
 import os
 import random
 from typing import Protocol
 
-import attrs
 import trio
 
-from ..proto.icmp import IcmpErrorReport, error_to_errno
+from ..proto.icmp import IcmpErrorReport
 from ..proto.ipv4 import OutDatagram
 from ..proto.route import NoRouteError
-from ..proto.tcp import seq as S
 from ..proto.tcp.connection import (
-    CLOSE_WAIT,
     CLOSED,
     ESTABLISHED,
     FIN_WAIT_2,
     SYN_RECEIVED,
-    SYN_SENT,
     TIME_WAIT,
     TcpConfig,
     TcpConnection,
@@ -50,9 +45,8 @@ from ..proto.tcp.connection import (
 from ..proto.tcp.demux import Listener, TcpDemux
 from ..proto.tcp.isn import IsnGenerator
 from ..proto.tcp.mss import mss_for_mtu
-from ..wire import icmp as wicmp
+from ..proto.tcp.stats import TcpStatistics, connection_statistics, connection_totals
 from ..wire import tcp as wtcp
-from ..wire.addr import ip_to_str
 from .channels import Mailbox, send_upward
 from .config import StackConfig
 from .events import (
@@ -104,7 +98,7 @@ class ConnectionHandle:
         network = self.layer.network
         conn = self.conn
         if self.inbox.idle and network.can_transmit_now() and conn.state not in (TIME_WAIT, CLOSED):
-            if conn.out:
+            if conn.has_output:
                 network.transmit_nowait(self.layer.datagrams(conn))
             self.inbox.wake_by(conn.get_timer())
         else:
@@ -193,9 +187,8 @@ class TcpLayer:
                 elif isinstance(message, IcmpReports):
                     for report in message.items:
                         self._icmp_error(report, now)
-            for conn, listener in demux.accepted:
+            for conn, listener in demux.take_accepted():
                 self._spawn(conn, listener)
-            demux.accepted.clear()
             for conn, segments in per_conn.items():
                 handle = self.handles.get(conn)
                 if handle is None:
@@ -205,12 +198,11 @@ class TcpLayer:
                 elif not send_upward(handle.inbox, Segments(segments)):
                     demux.counters.incr("connection_queue_full")
             demux.expire_time_wait(now)
-            if demux.out:
-                out, demux.out = demux.out, []
+            if demux.has_output:
                 await network.queue_datagrams(
                     [
                         OutDatagram(dst, wtcp.PROTO_TCP, seg, src=src, dont_fragment=True)
-                        for src, dst, seg in out
+                        for src, dst, seg in demux.take_output()
                     ]
                 )
 
@@ -235,11 +227,7 @@ class TcpLayer:
         """
         now = trio.current_time()
         for handle in list(self.handles.values()):
-            conn = handle.conn
-            if conn.state in (SYN_SENT, SYN_RECEIVED) or handle.listener is not None:
-                conn.app_abort(now, OSError(errno.ENETDOWN, "the stack was closed"))
-            elif conn.state in (ESTABLISHED, CLOSE_WAIT):
-                conn.app_close(now, full=True)
+            handle.conn.app_shutdown(now, accepted=handle.listener is None)
             handle.kick()
         while True:
             pending = [
@@ -252,8 +240,7 @@ class TcpLayer:
             await pending[0].wait_change()
 
     def _icmp_error(self, report: IcmpErrorReport, now: float) -> None:
-        original = report.original
-        conn = self.demux.find_for_error(original.src, original.dst, report.quoted)
+        conn = self.demux.find_for_error(report)
         if conn is None:
             self.demux.counters.incr("icmp_error_unmatched")
             return
@@ -319,7 +306,7 @@ class TcpLayer:
                 now = self._feed(
                     handle, await handle.inbox.get_batch(math.inf if deadline is None else deadline)
                 )
-                if conn.out:
+                if conn.has_output:
                     await network.queue_datagrams(self.datagrams(conn))
                 handle.wake()
                 if conn.state == TIME_WAIT:
@@ -363,7 +350,7 @@ class TcpLayer:
 
     def datagrams(self, conn: TcpConnection) -> list[OutDatagram]:
         """Take the machine's segments as IPv4 datagrams."""
-        out, conn.out = conn.out, []
+        out = conn.take_segments()
         # Larger than the MTU only as a super-segment for the device to cut (TSO).
         gso_mtu = conn.gso_mtu or 65535
         src, dst = conn.local_ip, conn.remote_ip
@@ -380,102 +367,21 @@ class TcpLayer:
         ]
 
     def _apply_icmp(self, conn: TcpConnection, report: IcmpErrorReport, now: float) -> None:
-        if (report.type, report.code) == (wicmp.DEST_UNREACHABLE, wicmp.UNREACH_FRAG_NEEDED):
-            with contextlib.suppress(NoRouteError):  # no route back: nothing to resize
-                conn.path_mtu_changed(self.network.path_mtu(conn.remote_ip), now)
-            return
-        code = error_to_errno(report.type, report.code)
-        exc_type: type[OSError] = ConnectionRefusedError if code == errno.ECONNREFUSED else OSError
-        # RFC 1122 4.2.3.9: port and protocol unreachable are hard errors; Linux aborts
-        # an opening connection on any of them (tcp_v4_err).
-        hard = report.type == wicmp.DEST_UNREACHABLE
-        conn.icmp_error(exc_type(code, os.strerror(code)), hard, now)
-        self.demux.counters.incr("icmp_errors")
+        path_mtu = None
+        if report.frag_needed:
+            try:
+                path_mtu = self.network.path_mtu(conn.remote_ip)
+            except NoRouteError:  # no route back: nothing to resize
+                return
+        if conn.on_icmp_error(report, path_mtu, now):
+            self.demux.counters.incr("icmp_errors")
 
 
-def connection_totals(conn: TcpConnection) -> dict[str, int]:
-    """The per-connection counts that are summed stack-wide in ``statistics().tcp``."""
-    return {
-        "segments_sent": conn.segments_sent,
-        "segments_received": conn.segments_received,
-        "bytes_sent": conn.bytes_sent,
-        "bytes_received": conn.bytes_received,
-        "retransmitted_segments": conn.retransmitted_segments,
-        "rto_timeouts": conn.timeouts,
-        "fast_retransmits": conn.fast_retransmits,
-        "tlp_probes": conn.tlp_probes,
-        "dupacks_received": conn.counters.get("dupacks_received", 0),
-        "dsacks_received": conn.sb.dsacks,  # RFC 2883: spurious retransmissions seen
-        "zero_window_probes": conn.zero_window_probes,
-        "challenge_acks": conn.counters.get("challenge_acks", 0),
-    }
-
-
-@attrs.frozen
-class TcpStatistics:
-    """A snapshot of one connection (``stream.statistics()``)."""
-
-    state: str
-    local: tuple[str, int]
-    remote: tuple[str, int]
-    mss: int
-    snd_wnd: int
-    rcv_wnd: int
-    cwnd: int
-    ssthresh: int
-    srtt: float | None
-    rttvar: float | None
-    rto: float
-    bytes_sent: int
-    bytes_acked: int
-    bytes_received: int
-    segments_sent: int
-    segments_received: int
-    retransmitted_segments: int
-    fast_retransmits: int
-    timeouts: int
-    zero_window_probes: int
-    tlp_probes: int
-    dsacks_received: int
-    send_buffered: int
-    receive_buffered: int
-    window_scale: tuple[int, int]  # (ours, theirs)
-    sack: bool
-    timestamps: bool
-    counters: dict[str, int]
-
-
-def connection_statistics(conn: TcpConnection) -> TcpStatistics:
-    return TcpStatistics(
-        state=conn.state,
-        local=(ip_to_str(conn.local_ip), conn.local_port),
-        remote=(ip_to_str(conn.remote_ip), conn.remote_port),
-        mss=conn.mss,
-        snd_wnd=conn.snd_wnd,
-        rcv_wnd=max(0, S.diff(conn.rcv_adv, conn.rcv.rcv_nxt)),
-        cwnd=conn.cc.cwnd,
-        ssthresh=conn.cc.ssthresh,
-        srtt=conn.rtt.srtt,
-        rttvar=conn.rtt.rttvar,
-        rto=conn.rtt.rto,
-        bytes_sent=conn.bytes_sent,
-        bytes_acked=conn.bytes_acked,
-        bytes_received=conn.bytes_received,
-        segments_sent=conn.segments_sent,
-        segments_received=conn.segments_received,
-        retransmitted_segments=conn.retransmitted_segments,
-        fast_retransmits=conn.fast_retransmits,
-        timeouts=conn.timeouts,
-        zero_window_probes=conn.zero_window_probes,
-        tlp_probes=conn.tlp_probes,
-        dsacks_received=conn.sb.dsacks,
-        send_buffered=len(conn.sndbuf),
-        receive_buffered=len(conn.rcv),
-        window_scale=(conn.rcv_wscale, conn.snd_wscale),
-        sack=conn.sack_ok,
-        timestamps=conn.ts_ok,
-        counters=dict(conn.counters),
-    )
-
-
-__all__ = ["ESTABLISHED", "ConnectionHandle", "TcpLayer", "TcpStatistics"]
+__all__ = [
+    "ESTABLISHED",
+    "ConnectionHandle",
+    "TcpLayer",
+    "TcpStatistics",
+    "connection_statistics",
+    "connection_totals",
+]

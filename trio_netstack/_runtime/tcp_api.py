@@ -90,7 +90,7 @@ class TcpStream(trio.abc.HalfCloseableStream):
 
     @property
     def socket_state(self) -> str:
-        return self._conn.state
+        return self._conn.state.value
 
     # --- sending -----------------------------------------------------------------------
 
@@ -164,7 +164,7 @@ class TcpStream(trio.abc.HalfCloseableStream):
                 self._check_open()
                 data = conn.app_receive(max_bytes, trio.current_time())
                 if data is not None:
-                    if conn.out:
+                    if conn.has_output:
                         self._handle.flush()  # a window update to send
                     if not parked:
                         await trio.lowlevel.cancel_shielded_checkpoint()
@@ -182,10 +182,7 @@ class TcpStream(trio.abc.HalfCloseableStream):
             conn = self._conn
             now = trio.current_time()
             if conn.state != CLOSED:
-                if len(conn.rcv) and not conn.error:
-                    conn.app_abort(now)
-                else:
-                    conn.app_close(now, full=True)
+                conn.app_close(now, full=True)
                 self._handle.flush()
             self._handle.wake()  # wake our own parked senders/receivers
         await trio.lowlevel.checkpoint()
@@ -329,16 +326,11 @@ class TcpListener(trio.abc.Listener[TcpStream]):
     async def aclose(self) -> None:
         if not self._closed:
             self._closed = True
-            demux = self._stack.tcp.demux
             # Connections not yet accepted are reset, like close() on a Linux listener.
-            for conn in list(self._listener.ready) + list(self._listener.pending):
+            for conn in self._stack.tcp.demux.unlisten(self._listener, trio.current_time()):
                 handle = self._stack.tcp.handles.get(conn)
-                conn.app_abort(trio.current_time())
                 if handle is not None:
                     handle.kick()
-            self._listener.ready.clear()
-            self._listener.pending.clear()
-            demux.listeners.pop((self._listener.local_ip, self._listener.port), None)
             self._lot.unpark_all()
         await trio.lowlevel.checkpoint()
 

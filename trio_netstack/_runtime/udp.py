@@ -11,14 +11,13 @@ to the IPv4 layer, so routing errors surface in the caller.
 from __future__ import annotations
 
 import errno
-import os
 import random
 from types import TracebackType
 
 import attrs
 import trio
 
-from ..proto.icmp import IcmpErrorReport, error_to_errno
+from ..proto.icmp import IcmpErrorReport, error_to_exception
 from ..proto.ipv4 import OutDatagram
 from ..proto.udp import Endpoint, UdpDemux
 from ..wire import ipv4 as wip
@@ -262,13 +261,11 @@ class UdpLayer:
                 self.network.request_icmp(requests)  # port unreachable (RFC 1122 4.1.3.1)
 
     def _icmp_error(self, report: IcmpErrorReport) -> None:
-        endpoint = self.demux.match_error(report.original, report.quoted)
+        endpoint = self.demux.match_error(report)
         if endpoint is None:
             self.demux.counters.incr("icmp_error_unmatched")
             return
-        code = error_to_errno(report.type, report.code)
         self.demux.counters.incr("icmp_errors")
-        exc_type = ConnectionRefusedError if code == errno.ECONNREFUSED else OSError
         endpoint.handle._deliver_error(
-            exc_type(code, f"{os.strerror(code)} (ICMP from {ip_to_str(report.reporter)})")
+            error_to_exception(report.type, report.code, report.reporter)
         )

@@ -13,6 +13,7 @@ import attrs
 
 from ..wire import icmp as wicmp
 from ..wire import ipv4 as wip
+from ..wire.addr import ip_to_str
 from ..wire.errors import ParseError
 from .counters import Counters
 from .ipv4 import Delivery, IcmpRequest, OutDatagram
@@ -43,6 +44,20 @@ class IcmpErrorReport:
     quoted: bytes  # the quoted bytes after that header (at least 8, RFC 792)
     next_hop_mtu: int | None  # from "fragmentation needed" (RFC 1191 4)
     received_at: float
+
+    @property
+    def frag_needed(self) -> bool:
+        """Destination unreachable, fragmentation needed (RFC 1191: news of the path MTU)."""
+        return self.type == wicmp.DEST_UNREACHABLE and self.code == wicmp.UNREACH_FRAG_NEEDED
+
+    @property
+    def quoted_ports(self) -> tuple[int, int] | None:
+        """For a quoted TCP or UDP header, its (source, destination) ports: both headers
+        begin with them, and an error quotes at least 8 bytes (RFC 792)."""
+        quoted = self.quoted
+        if self.original.protocol in (wip.PROTO_TCP, wip.PROTO_UDP) and len(quoted) >= 4:
+            return int.from_bytes(quoted[0:2], "big"), int.from_bytes(quoted[2:4], "big")
+        return None
 
     @property
     def echo_id(self) -> int | None:
@@ -76,6 +91,34 @@ def error_to_errno(mtype: int, code: int) -> int:
     if mtype == wicmp.PARAMETER_PROBLEM:
         return errno.EPROTO
     return errno.EHOSTUNREACH  # time exceeded and the rest
+
+
+# The C library's strerror() texts (glibc's, as os.strerror gives them on Linux) for the
+# errnos above: the pure core may not import os.
+_STRERROR = {
+    errno.ENETUNREACH: "Network is unreachable",
+    errno.EHOSTUNREACH: "No route to host",
+    errno.ENOPROTOOPT: "Protocol not available",
+    errno.ECONNREFUSED: "Connection refused",
+    errno.EMSGSIZE: "Message too long",
+    errno.EPROTO: "Protocol error",
+}
+
+
+def error_to_exception(mtype: int, code: int, reporter: int | None = None) -> OSError:
+    """The exception a socket raises for an ICMP error: ``ConnectionRefusedError`` for
+    port unreachable, else ``OSError`` with the errno of :func:`error_to_errno`.
+
+    With ``reporter`` (the address that sent the error) the message names it, as UDP
+    sockets report it; TCP reports the plain strerror text.
+    """
+    number = error_to_errno(mtype, code)
+    message = _STRERROR.get(number, f"Unknown error {number}")
+    if reporter is not None:
+        message = f"{message} (ICMP from {ip_to_str(reporter)})"
+    if number == errno.ECONNREFUSED:
+        return ConnectionRefusedError(number, message)
+    return OSError(number, message)
 
 
 class IcmpMachine:

@@ -3,7 +3,8 @@
 Lookup follows Linux's scoring: a socket connected to the sender beats one
 bound to the destination address, which beats a wildcard bind. Ephemeral ports
 are drawn at random from 32768-60999 (Linux's ip_local_port_range), as RFC 6056
-3.3.1 (algorithm 1) recommends; the random source is injected.
+3.3.1 (algorithm 1) recommends, by the picker TCP shares (:mod:`.ports`); the random
+source is injected.
 """
 
 from __future__ import annotations
@@ -15,17 +16,15 @@ from typing import Generic, TypeVar
 import attrs
 
 from ..wire import icmp as wicmp
-from ..wire import ipv4 as wip
 from ..wire import udp as wudp
 from ..wire.addr import ip_to_str
 from ..wire.errors import ParseError
 from .counters import Counters
+from .icmp import IcmpErrorReport
 from .ipv4 import Delivery, IcmpRequest
+from .ports import pick_ephemeral
 
 H = TypeVar("H")
-
-EPHEMERAL_LOW = 32768
-EPHEMERAL_HIGH = 60999
 
 
 @attrs.define(slots=True, eq=False)
@@ -80,13 +79,10 @@ class UdpDemux(Generic[H]):
                 del self._ports[endpoint.local_port]
 
     def _ephemeral(self, local_ip: int) -> int:
-        span = EPHEMERAL_HIGH - EPHEMERAL_LOW + 1
-        start = self._randrange(0, span)
-        for i in range(span):
-            port = EPHEMERAL_LOW + (start + i) % span
-            if port not in self._ports:
-                return port
-        raise OSError(errno.EADDRINUSE, "no free ephemeral UDP port")
+        port = pick_ephemeral(self._randrange, lambda port: port not in self._ports)
+        if port is None:
+            raise OSError(errno.EADDRINUSE, "no free ephemeral UDP port")
+        return port
 
     def lookup(
         self, dst: int, dport: int, src: int, sport: int, ifindex: int = 0
@@ -145,12 +141,13 @@ class UdpDemux(Generic[H]):
         self.counters.incr("rx_datagrams")
         return Received(endpoint, header.src, sport, header.dst, bytes(payload))
 
-    def match_error(self, original: wip.Ipv4Header, quoted: bytes) -> Endpoint[H] | None:
+    def match_error(self, report: IcmpErrorReport) -> Endpoint[H] | None:
         """The socket that sent the datagram an ICMP error quotes (RFC 1122 4.1.3.3)."""
-        if len(quoted) < 4:
+        ports = report.quoted_ports
+        if ports is None:
             return None
-        sport = int.from_bytes(quoted[0:2], "big")
-        dport = int.from_bytes(quoted[2:4], "big")
+        sport, dport = ports
+        original = report.original
         for ep in self._ports.get(sport, ()):
             if ep.local_ip and ep.local_ip != original.src:
                 continue

@@ -2,7 +2,8 @@
 
 ``open_stack_pair()`` runs two stacks on one in-memory link (optionally
 impaired, with a seed so that runs are reproducible); it works under
-pytest-trio's ``autojump_clock``.
+pytest-trio's ``autojump_clock``. :mod:`trio_netstack.testing.tcp` joins two bare TCP
+machines, with explicit time and no stack.
 """
 
 from __future__ import annotations

@@ -3,10 +3,12 @@ machine fed hand-made segments (a scripted peer)."""
 
 from __future__ import annotations
 
+import errno
 import random
 
 import pytest
 
+from trio_netstack.proto.icmp import IcmpErrorReport
 from trio_netstack.proto.tcp import seq as S
 from trio_netstack.proto.tcp.connection import (
     CLOSE_WAIT,
@@ -24,106 +26,22 @@ from trio_netstack.proto.tcp.connection import (
     TcpConnection,
     window_shift,
 )
+from trio_netstack.proto.tcp.isn import tsval
 from trio_netstack.proto.tcp.seq import Seq
+from trio_netstack.testing.tcp import (
+    A_IP,
+    A_PORT,
+    B_IP,
+    B_PORT,
+    Wire,
+    connected,
+    make,
+    parse,
+    transfer,
+)
+from trio_netstack.wire import icmp as wicmp
+from trio_netstack.wire import ipv4 as wip
 from trio_netstack.wire import tcp as wtcp
-
-A_IP, B_IP = 0xC0000201, 0xC0000202
-A_PORT, B_PORT = 40000, 80
-
-
-def parse(segment: bytes, src: int, dst: int) -> wtcp.TcpSegment:
-    return wtcp.parse_untrusted(segment, src, dst)
-
-
-def make(
-    config: TcpConfig | None = None, *, iss: int = 1000, side: str = "a", mss: int = 1460
-) -> TcpConnection:
-    cfg = config or TcpConfig()
-    if side == "a":
-        return TcpConnection(cfg, (A_IP, A_PORT), (B_IP, B_PORT), Seq(iss), 0, mss, 0.0)
-    return TcpConnection(cfg, (B_IP, B_PORT), (A_IP, A_PORT), Seq(iss), 5000, mss, 0.0)
-
-
-class Wire:
-    """Moves segments between two machines; can drop or hold them."""
-
-    def __init__(self, a: TcpConnection, b: TcpConnection, *, b_listens: bool = True) -> None:
-        self.a, self.b = a, b
-        self.b_listens = b_listens  # b is opened passively by a's first SYN
-        self.log: list[tuple[str, wtcp.TcpSegment]] = []
-
-    def take(self, conn: TcpConnection) -> list[wtcp.TcpSegment]:
-        src, dst = (A_IP, B_IP) if conn is self.a else (B_IP, A_IP)
-        segs = [parse(s, src, dst) for s in conn.out]
-        conn.out.clear()
-        return segs
-
-    def run(self, now: float, rounds: int = 200, drop: set[int] | None = None) -> None:
-        """Deliver until quiet; ``drop`` names indices (in log order) to lose."""
-        for _ in range(rounds):
-            moved = False
-            for sender, receiver, name in ((self.a, self.b, "a>b"), (self.b, self.a, "b>a")):
-                for seg in self.take(sender):
-                    index = len(self.log)
-                    self.log.append((name, seg))
-                    moved = True
-                    if drop and index in drop:
-                        continue
-                    if receiver is self.b and self.b_listens and seg.flags == wtcp.SYN:
-                        self.b_listens = False
-                        receiver.accept_syn(seg, now)  # what a listener does
-                        continue
-                    receiver.on_segment(seg, now)
-            if not moved:
-                return
-        raise AssertionError("the two machines never went quiet")
-
-    def advance(self, now: float) -> None:
-        for conn in (self.a, self.b):
-            timer = conn.get_timer()
-            if timer is not None and timer <= now:
-                conn.handle_timer(now)
-
-
-def connected(
-    config: TcpConfig | None = None, *, iss_a: int = 1000, iss_b: int = 90000
-) -> tuple[TcpConnection, TcpConnection, Wire]:
-    a = make(config, iss=iss_a, side="a")
-    b = make(config, iss=iss_b, side="b")
-    wire = Wire(a, b)
-    a.connect(0.0)
-    wire.run(0.0)
-    assert a.state == ESTABLISHED and b.state == ESTABLISHED
-    return a, b, wire
-
-
-def transfer(
-    a: TcpConnection,
-    b: TcpConnection,
-    wire: Wire,
-    data: bytes,
-    start: float = 0.0,
-    step: float = 0.01,
-    limit: int = 100000,
-) -> tuple[bytes, float]:
-    """Send ``data`` from a to b, reading as it arrives; returns what b read and the time."""
-    now = start
-    sent = 0
-    got = bytearray()
-    for _ in range(limit):
-        if sent < len(data):
-            sent += a.app_send(memoryview(data)[sent:], now)
-        wire.run(now)
-        chunk = b.app_receive(1 << 20, now)
-        if chunk:
-            got += chunk
-        wire.run(now)
-        if len(got) == len(data):
-            return bytes(got), now
-        now += step
-        wire.advance(now)
-    raise AssertionError(f"transfer stalled at {len(got)}/{len(data)} bytes")
-
 
 # ---------------------------------------------------------------- handshakes
 
@@ -213,6 +131,56 @@ def test_rst_to_syn_is_refused_only_if_it_acks_our_syn() -> None:
     assert a.state == CLOSED and isinstance(a.error, ConnectionRefusedError)
 
 
+# ---------------------------------------------------------------- ICMP errors
+
+
+def icmp_about(conn: TcpConnection, mtype: int, code: int) -> IcmpErrorReport:
+    """An ICMP error quoting the last segment ``conn`` sent (RFC 792: header + 8 bytes)."""
+    segment = conn.out[-1]
+    packet = wip.build_header(
+        src=conn.local_ip, dst=conn.remote_ip, protocol=6, payload_length=len(segment), ident=1
+    )
+    original, _ = wip.parse_untrusted(packet + segment)
+    return IcmpErrorReport(B_IP, mtype, code, original, bytes(segment[:8]), None, 0.0)
+
+
+def test_host_unreachable_aborts_an_opening_connection() -> None:
+    a = make()
+    a.connect(0.0)
+    report = icmp_about(a, wicmp.DEST_UNREACHABLE, wicmp.UNREACH_HOST)
+    assert a.on_icmp_error(report, None, 0.1)
+    assert a.state == CLOSED
+    assert type(a.error) is OSError and a.error.errno == errno.EHOSTUNREACH
+    assert a.error.strerror == "No route to host"
+
+
+def test_icmp_errors_in_a_synchronized_state_are_soft() -> None:
+    a, _b, _wire = connected()
+    a.app_send(b"x", 0.0)
+    report = icmp_about(a, wicmp.DEST_UNREACHABLE, wicmp.UNREACH_PORT)
+    assert a.on_icmp_error(report, None, 0.1)
+    assert a.state == ESTABLISHED and a.error is None
+    assert isinstance(a.soft_error, ConnectionRefusedError)
+
+
+def test_time_exceeded_does_not_abort_an_opening_connection() -> None:
+    a = make()
+    a.connect(0.0)
+    assert a.on_icmp_error(icmp_about(a, wicmp.TIME_EXCEEDED, 0), None, 0.1)
+    assert a.state == SYN_SENT and a.soft_error is not None
+
+
+def test_fragmentation_needed_lowers_the_mss() -> None:
+    a, _b, _wire = connected()
+    a.app_send(bytes(3000), 0.0)
+    report = icmp_about(a, wicmp.DEST_UNREACHABLE, wicmp.UNREACH_FRAG_NEEDED)
+    assert not a.on_icmp_error(report, None, 0.1)  # no path MTU given: nothing to do
+    assert a.local_mss == 1460
+    assert not a.on_icmp_error(report, 1000, 0.1)
+    assert a.local_mss == 960 and a.error is None and a.soft_error is None
+    assert a.mss == 960 - 12
+
+
 # ---------------------------------------------------------------- data
 
 
@@ -273,7 +241,7 @@ def test_out_of_order_is_acked_at_once_in_order_is_delayed() -> None:
     [seg] = wire.take(a)
     b.on_segment(seg, 0.0)
     b.flush(0.0)
-    assert b.out == []  # delayed
+    assert not b.has_output  # delayed
     assert b.get_timer() == pytest.approx(0.04)
     b.handle_timer(0.04)
     [ack] = wire.take(b)
@@ -289,7 +257,7 @@ def test_out_of_order_is_acked_at_once_in_order_is_delayed() -> None:
         wtcp.ACK,
         1000,
         b"later",
-        timestamp=(a._ts_now(0.05), b.ts_recent),
+        timestamp=(tsval(0.05, a.ts_offset), b.ts_recent),
     )
     b.on_segment(parse(hole, A_IP, B_IP), 0.05)
     [dup] = wire.take(b)
@@ -483,6 +451,49 @@ def test_data_after_full_close_is_reset() -> None:
     wire.run(0.0)
     assert b.state == CLOSED
     assert isinstance(a.error, ConnectionResetError)
+
+
+def test_full_close_with_unread_data_resets() -> None:
+    a, b, wire = connected()
+    a.app_send(b"unread", 0.0)
+    wire.run(0.0)
+    b.app_close(0.1, full=True)  # RFC 2525 2.17: not a FIN, the data was never read
+    [rst] = wire.take(b)
+    assert rst.flags == wtcp.RST
+    assert b.state == CLOSED and b.error is None
+
+
+def test_full_close_after_reading_sends_fin() -> None:
+    a, b, wire = connected()
+    a.app_send(b"read", 0.0)
+    wire.run(0.0)
+    assert b.app_receive(100, 0.0) == b"read"
+    b.app_close(0.1, full=True)
+    assert b.state == FIN_WAIT_1 and b.receive_closed
+
+
+def test_shutdown_resets_opening_and_unaccepted_connections() -> None:
+    opening = make()
+    opening.connect(0.0)
+    opening.app_shutdown(1.0, accepted=True)
+    assert opening.state == CLOSED and isinstance(opening.error, OSError)
+    assert opening.error.errno == errno.ENETDOWN
+    _a, b, wire = connected()
+    b.app_shutdown(1.0, accepted=False)  # established, but its listener never took it
+    assert [s.flags for s in wire.take(b)] == [wtcp.RST]
+    assert b.state == CLOSED and b.error is not None and b.error.errno == errno.ENETDOWN
+
+
+def test_shutdown_closes_established_connections_with_a_fin() -> None:
+    a, b, wire = connected()
+    a.app_send(b"unread", 0.0)
+    wire.run(0.0)
+    b.app_shutdown(1.0, accepted=True)  # unread data or not: a FIN
+    assert b.state == FIN_WAIT_1 and b.error is None
+    wire.run(1.0)
+    assert b.state == FIN_WAIT_2 and a.state == CLOSE_WAIT
+    b.app_shutdown(2.0, accepted=True)  # closing already: left alone
+    assert b.state == FIN_WAIT_2 and b.out == []
 
 
 # ---------------------------------------------------------------- RFC 5961

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import random
 
+from trio_netstack.proto.icmp import IcmpErrorReport
 from trio_netstack.proto.ipv4 import Delivery
-from trio_netstack.proto.tcp.connection import ESTABLISHED, SYN_RECEIVED, TcpConfig
+from trio_netstack.proto.tcp.connection import CLOSED, ESTABLISHED, SYN_RECEIVED, TcpConfig
 from trio_netstack.proto.tcp.demux import DemuxConfig, TcpDemux
 from trio_netstack.proto.tcp.isn import IsnGenerator
 from trio_netstack.wire import ipv4 as wip
@@ -41,8 +42,8 @@ def seg(
 
 
 def sent(d: TcpDemux[str]) -> list[wtcp.TcpSegment]:
-    out = [wtcp.parse_untrusted(s, src, dst) for src, dst, s in d.out]
-    d.out.clear()
+    out = [wtcp.parse_untrusted(s, src, dst) for src, dst, s in d.take_output()]
+    assert not d.has_output
     return out
 
 
@@ -56,7 +57,7 @@ def test_rst_for_closed_port() -> None:
     [rst] = sent(d)
     assert rst.flags == wtcp.RST and rst.seq == 777
     d.input_untrusted(delivery(seg(wtcp.RST, seq=5)), False, 1460, 0.0)
-    assert sent(d) == []  # never a RST for a RST
+    assert not d.has_output  # never a RST for a RST
     assert d.counters["rst_sent"] == 2
 
 
@@ -77,7 +78,9 @@ def test_listener_accepts_within_backlog() -> None:
         d.input_untrusted(delivery(seg(wtcp.SYN, sport=port)), False, 1460, 0.0)
     assert len(listener.pending) == 2
     assert d.counters["listen_overflow"] == 1
-    conns = [c for c, _ in d.accepted]
+    assert all(lst is listener for _, lst in d.accepted)
+    conns = [c for c, _ in d.take_accepted()]
+    assert d.take_accepted() == []
     assert all(c.state == SYN_RECEIVED for c in conns)
     synacks = [wtcp.parse_untrusted(s, ME, PEER) for c in conns for s in c.out]
     assert all(s.flags == wtcp.SYN | wtcp.ACK and s.ack == 101 for s in synacks)
@@ -91,6 +94,32 @@ def test_listener_accepts_within_backlog() -> None:
     conn.on_segment(found[1], 0.0)
     assert conn.state == ESTABLISHED
     assert d.established(conn, listener) and listener.ready == [conn]
+
+
+def test_unlisten_resets_the_unaccepted_connections() -> None:
+    d = demux()
+    listener = d.listen(0, 80, 5, "svc")
+    for port in (1001, 1002):
+        d.input_untrusted(delivery(seg(wtcp.SYN, sport=port)), False, 1460, 0.0)
+    half_open, ready = (c for c, _ in d.accepted)
+    synack = wtcp.parse_untrusted(ready.out.pop(), ME, PEER)
+    found = d.input_untrusted(
+        delivery(seg(wtcp.ACK, seq=101, ack=synack.seq + 1, sport=1002)), False, 1460, 0.0
+    )
+    assert found is not None
+    ready.on_segment(found[1], 0.0)
+    assert d.established(ready, listener)
+    half_open.out.clear()
+    assert d.unlisten(listener, 1.0) == [ready, half_open]
+    for conn in (ready, half_open):
+        assert conn.state == CLOSED
+        [rst] = [wtcp.parse_untrusted(s, ME, PEER) for s in conn.out]
+        assert rst.flags == wtcp.RST
+    assert listener.ready == [] and not listener.pending and d.listeners == {}
+    # The port is closed now: a new SYN is answered with a RST.
+    d.input_untrusted(delivery(seg(wtcp.SYN, sport=1003)), False, 1460, 1.0)
+    [rst] = sent(d)
+    assert rst.flags == wtcp.RST | wtcp.ACK
 
 
 def test_listener_conflicts() -> None:
@@ -124,6 +153,23 @@ def test_time_wait_reacks_and_is_bounded() -> None:
     assert ack.flags == wtcp.ACK and ack.seq == c.snd_nxt
     d.expire_time_wait(100.0)
     assert len(d.time_wait) == 0
+
+
+def test_icmp_error_believed_only_for_a_sequence_number_in_flight() -> None:
+    d = demux()
+    c = d.connect(ME, PEER, 80, 1460, 0.0)
+    [syn] = c.out
+
+    def report(seq: int) -> IcmpErrorReport:
+        quoted = syn[:4] + seq.to_bytes(4, "big")
+        header, _ = wip.parse_untrusted(
+            wip.build_header(src=ME, dst=PEER, protocol=6, payload_length=len(syn), ident=1) + syn
+        )
+        return IcmpErrorReport(PEER, 3, 1, header, quoted, None, 0.0)
+
+    assert d.find_for_error(report(int(c.iss))) is c  # RFC 5927: snd_una..snd_max
+    assert d.find_for_error(report(int(c.iss) + 2)) is None
+    assert d.counters["icmp_error_out_of_window"] == 1
 
 
 def test_isn_unpredictable_monotonic_and_never_zero() -> None:

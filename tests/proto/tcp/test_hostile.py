@@ -6,12 +6,18 @@ kill the connection task, and with it the stack) nor break its invariants.
 
 from __future__ import annotations
 
+import random
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_connection import A_IP, A_PORT, B_IP, B_PORT, connected, parse
 
+from trio_netstack.proto.ipv4 import Delivery
 from trio_netstack.proto.tcp import seq as S
-from trio_netstack.proto.tcp.connection import TcpConnection
+from trio_netstack.proto.tcp.connection import TcpConfig, TcpConnection, TcpState
+from trio_netstack.proto.tcp.demux import TcpDemux
+from trio_netstack.proto.tcp.isn import IsnGenerator
+from trio_netstack.testing.tcp import A_IP, A_PORT, B_IP, B_PORT, connected, parse
+from trio_netstack.wire import ipv4 as wip
 from trio_netstack.wire import tcp as wtcp
 
 segments = st.lists(
@@ -31,7 +37,7 @@ segments = st.lists(
 
 
 def check_invariants(conn: TcpConnection) -> None:
-    assert S.le(conn.snd_una, conn.snd_nxt) or conn.state == "CLOSED"
+    assert S.le(conn.snd_una, conn.snd_nxt) or conn.state is TcpState.CLOSED
     assert S.le(conn.snd_nxt, conn.snd_max)
     assert len(conn.sndbuf) <= conn.config.send_buffer
     assert conn.rack.pipe() >= 0
@@ -124,14 +130,6 @@ def test_random_segment_batches_never_escape(
 @settings(max_examples=100, deadline=None)
 @given(script=segments)
 def test_random_segments_to_a_listener(script: list) -> None:  # type: ignore[type-arg]
-    import random
-
-    from trio_netstack.proto.ipv4 import Delivery
-    from trio_netstack.proto.tcp.connection import TcpConfig
-    from trio_netstack.proto.tcp.demux import TcpDemux
-    from trio_netstack.proto.tcp.isn import IsnGenerator
-    from trio_netstack.wire import ipv4 as wip
-
     demux: TcpDemux[str] = TcpDemux(
         TcpConfig(), IsnGenerator(bytes(32)), random.Random(1).randrange
     )

@@ -122,11 +122,24 @@ def test_single_segment_pto_waits_for_a_delayed_ack() -> None:
 
 def test_no_probe_when_the_rto_comes_first() -> None:
     a, _ = connected()
-    a.rtt.sample(0.001)  # a tiny SRTT with a large variance keeps RTO at its 200 ms floor
+    for _ in range(50):
+        a.rtt.sample(0.01)  # a LAN: SRTT settles near 10 ms, the RTO at its 200 ms floor
+    srtt = a.rtt.srtt
+    assert srtt is not None and srtt < 0.02 and a.rtt.rto == pytest.approx(0.2)
     a.app_send(b"z" * 10, 1.0)
-    # PTO = 2 * SRTT + 200 ms would fall after the RTO: only the RTO is armed.
-    assert a.rto_at is not None
-    assert a.pto_at is None or a.pto_at < a.rto_at
+    [sent] = [wtcp.parse_untrusted(x, A_IP, B_IP) for x in a.take_segments()]
+    # One segment out: PTO = 2 * SRTT + WCDelAckT (RFC 8985 7.2) would come after the RTO,
+    # which is due first; RFC 8985 7.2 arms no probe then.
+    assert a.rto_at == pytest.approx(1.2)
+    assert 1.0 + 2 * srtt + 0.2 > a.rto_at
+    assert a.pto_at is None
+    # The next thing due is the RTO, and when it fires it is a timeout, not a probe.
+    assert a.get_timer() == a.rto_at
+    a.handle_timer(a.rto_at)
+    [resent] = [wtcp.parse_untrusted(x, A_IP, B_IP) for x in a.take_segments()]
+    assert a.tlp_probes == 0 and a.counters.get("tlp_probes", 0) == 0
+    assert a.timeouts == 1
+    assert (resent.seq, resent.payload) == (sent.seq, sent.payload)
 
 
 def test_dsack_widens_the_reordering_window_for_a_while() -> None:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import random
 
-from test_connection import Wire, make
-
 from trio_netstack.proto.tcp.connection import ESTABLISHED, TcpConfig
 from trio_netstack.proto.tcp.sack import MAX_RANGES, Scoreboard
 from trio_netstack.proto.tcp.seq import Seq
+from trio_netstack.testing.tcp import Wire, connected, make
 
 UNA = Seq(1000)
 MAX = Seq(20000)
@@ -75,8 +74,6 @@ def test_newreno_partial_ack_retransmits_next_hole() -> None:
 
 def test_spurious_recovery_is_undone_by_dsack() -> None:
     """A segment is only late (reordered): the retransmission is D-SACKed, cwnd comes back."""
-    from test_connection import connected
-
     a, b, wire = connected()
     a.app_send(bytes(10 * a.mss), 1.0)
     segments = wire.take(a)

@@ -24,18 +24,17 @@ from ...wire import tcp as wtcp
 from ...wire.addr import ip_to_str
 from ...wire.errors import ParseError
 from ..counters import Counters
+from ..icmp import IcmpErrorReport
 from ..ipv4 import Delivery
+from ..ports import pick_ephemeral
 from ..ratelimit import TokenBucket
 from . import seq as S
 from .connection import TcpConfig, TcpConnection
-from .isn import IsnGenerator
+from .isn import IsnGenerator, tsval
 from .seq import Seq
 
 H = TypeVar("H")
 Key = tuple[int, int, int, int]  # local ip, local port, remote ip, remote port
-
-EPHEMERAL_LOW = 32768
-EPHEMERAL_HIGH = 60999
 
 
 @attrs.frozen
@@ -86,6 +85,27 @@ class TcpDemux(Generic[H]):
             self.dconfig.challenge_ack_rate, self.dconfig.challenge_ack_rate, 0.0
         )
 
+    # --- outputs, taken by the owner after each call --------------------------------
+
+    @property
+    def has_output(self) -> bool:
+        """Whether segments of our own (RSTs, TIME_WAIT ACKs) wait in :meth:`take_output`."""
+        return bool(self.out)
+
+    def take_output(self) -> list[tuple[int, int, bytes]]:
+        """Hand over the segments the demultiplexer answered with itself, in order, as
+        ``(source address, destination address, segment)``."""
+        out = self.out
+        self.out = []
+        return out
+
+    def take_accepted(self) -> list[tuple[TcpConnection, Listener[H]]]:
+        """Hand over the connections that listeners opened (in SYN-RECEIVED, their SYN-ACK
+        in their own output) since the last call, with their listener."""
+        accepted = self.accepted
+        self.accepted = []
+        return accepted
+
     @staticmethod
     def key(conn: TcpConnection) -> Key:
         return (conn.local_ip, conn.local_port, conn.remote_ip, conn.remote_port)
@@ -105,14 +125,20 @@ class TcpDemux(Generic[H]):
         self.listeners[(local_ip, port)] = listener
         return listener
 
-    def unlisten(self, listener: Listener[H], now: float) -> None:
+    def unlisten(self, listener: Listener[H], now: float) -> list[TcpConnection]:
+        """Close a listening port. Its connections not yet accepted are reset, as close()
+        on a Linux listener resets them (RFC 9293 3.10.5 ABORT for each).
+
+        Returns those connections: each is CLOSED with its RST in ``out``, and its owner
+        sends that and retires it (:meth:`remove`) like any connection that ended.
+        """
         self.listeners.pop((listener.local_ip, listener.port), None)
-        for conn in list(listener.pending) + listener.ready:
+        aborted = list(listener.ready) + list(listener.pending)
+        for conn in aborted:
             conn.app_abort(now)
-            self._flush_conn(conn)
-            self.remove(conn)
-        listener.pending.clear()
         listener.ready.clear()
+        listener.pending.clear()
+        return aborted
 
     def connect(
         self,
@@ -151,20 +177,21 @@ class TcpDemux(Generic[H]):
         )
 
     def _ephemeral(self, local_ip: int, remote_ip: int, remote_port: int) -> int:
-        # RFC 6056 3.3.1: a random starting point, then the next free port.
-        span = EPHEMERAL_HIGH - EPHEMERAL_LOW + 1
-        start = self._randrange(0, span)
-        for i in range(span):
-            port = EPHEMERAL_LOW + (start + i) % span
+        def is_free(port: int) -> bool:
+            # Free for this 4-tuple (RFC 6056 allows reusing a port towards other peers),
+            # and not a listening port.
             key = (local_ip, port, remote_ip, remote_port)
-            if (
+            return (
                 key not in self.connections
                 and key not in self.time_wait
                 and (local_ip, port) not in self.listeners
                 and (0, port) not in self.listeners
-            ):
-                return port
-        raise OSError(errno.EADDRNOTAVAIL, "no free ephemeral TCP port")
+            )
+
+        port = pick_ephemeral(self._randrange, is_free)
+        if port is None:
+            raise OSError(errno.EADDRNOTAVAIL, "no free ephemeral TCP port")
+        return port
 
     # --- input ---------------------------------------------------------------------
 
@@ -261,7 +288,7 @@ class TcpDemux(Generic[H]):
         lip, lport, rip, rport = key
         timestamp = None
         if tw.ts_recent is not None:
-            timestamp = ((int(now * 1000) + tw.ts_offset) & 0xFFFFFFFF, tw.ts_recent)
+            timestamp = (tsval(now, tw.ts_offset), tw.ts_recent)
         ack = wtcp.build(
             lip, rip, lport, rport, tw.snd_nxt, tw.rcv_nxt, wtcp.ACK, 0, timestamp=timestamp
         )
@@ -283,11 +310,6 @@ class TcpDemux(Generic[H]):
         self.counters.incr("rst_sent")
 
     # --- lifecycle -------------------------------------------------------------------
-
-    def _flush_conn(self, conn: TcpConnection) -> None:
-        for segment in conn.out:
-            self.out.append((conn.local_ip, conn.remote_ip, segment))
-        conn.out.clear()
 
     def established(self, conn: TcpConnection, listener: Listener[H]) -> bool:
         """Move a passive connection from half-open to the accept queue."""
@@ -336,13 +358,14 @@ class TcpDemux(Generic[H]):
             return tw.expires
         return None
 
-    def find_for_error(self, src: int, dst: int, quoted: bytes) -> TcpConnection | None:
+    def find_for_error(self, report: IcmpErrorReport) -> TcpConnection | None:
         """The connection that sent the segment an ICMP error quotes."""
-        if len(quoted) < 8:
+        quoted = report.quoted
+        ports = report.quoted_ports
+        if ports is None or len(quoted) < 8:
             return None
-        sport = int.from_bytes(quoted[0:2], "big")
-        dport = int.from_bytes(quoted[2:4], "big")
-        conn = self.connections.get((src, sport, dst, dport))
+        original = report.original
+        conn = self.connections.get((original.src, ports[0], original.dst, ports[1]))
         if conn is None:
             return None
         # RFC 5927 / RFC 5961: believe it only if it quotes a sequence number in flight.

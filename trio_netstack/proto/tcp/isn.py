@@ -1,4 +1,4 @@
-"""Initial sequence numbers (RFC 6528) and timestamp offsets (RFC 7323 5.4).
+"""Initial sequence numbers (RFC 6528), timestamp offsets and the TSval clock (RFC 7323).
 
 ISN = M + F(local address, local port, remote address, remote port, secret),
 where M is a 4-microsecond clock and F a keyed hash. The clock makes a new
@@ -15,6 +15,13 @@ import hashlib
 from .seq import Seq, seq
 
 TICKS_PER_SECOND = 250_000  # RFC 6528 3 / RFC 9293 3.4.1: a 4 us clock
+
+
+def tsval(now: float, offset: int) -> int:
+    """Our TSval at ``now`` (RFC 7323 3): a 1 ms clock (5.4 asks for 1 ms to 1 s per tick)
+    plus the connection's offset, modulo 2**32. Connections and TIME_WAIT records both
+    stamp with it, so a 4-tuple's clock runs on unbroken after the connection ends."""
+    return (int(now * 1000) + offset) & 0xFFFFFFFF
 
 
 class IsnGenerator:
