@@ -40,3 +40,14 @@ def test_module_is_pure(path: pathlib.Path) -> None:
         FORBIDDEN | {f"trio_netstack.{m}" for m in ("_runtime", "link", "tools", "testing")}
     )
     assert not bad, f"{path.name} imports {sorted(bad)}"
+
+
+MAX_LINES = 500  # proto/ modules stay short, with one purpose each
+
+
+@pytest.mark.parametrize(
+    "path", sorted((ROOT / "proto").rglob("*.py")), ids=lambda p: str(p.relative_to(ROOT))
+)
+def test_proto_module_is_short(path: pathlib.Path) -> None:
+    lines = len(path.read_text().splitlines())
+    assert lines <= MAX_LINES, f"{path.name} has {lines} lines: split it by concern"

@@ -142,9 +142,12 @@ class IpLayer:
                 self.counters.incr("tx_no_interface")
                 return []
             arp = iface.arp
+            armed = False
             for next_hop, packet in packets:
-                arp.output(next_hop, packet, now)
-            frames = self._take_frames(iface)
+                armed |= arp.output(next_hop, packet, now)
+            if armed or arp.unreachable:
+                self._timers_moved(iface)
+            frames = arp.take_frames()
             return [(iface, frames)] if frames else []
         routed = []
         for datagram in datagrams:
@@ -163,30 +166,32 @@ class IpLayer:
                 self.counters.incr("tx_no_interface")
                 continue
             output = iface.arp.output
+            armed = False
             for next_hop, packet in packets:
-                output(next_hop, packet, now)
+                armed |= output(next_hop, packet, now)
+            if armed or iface.arp.unreachable:
+                self._timers_moved(iface)
             if iface not in touched:
                 touched.append(iface)
         result = []
         for iface in touched:
-            frames = self._take_frames(iface)
+            frames = iface.arp.take_frames()
             if frames:
                 result.append((iface, frames))
         return result
 
     @staticmethod
-    def _take_frames(iface: NetInterface) -> list[bytes]:
-        arp = iface.arp
-        if arp.unreachable:
-            iface.kick()  # its task reports the neighbours given up on
+    def _timers_moved(iface: NetInterface) -> None:
+        """ARP armed a timer (a resolution started, a stale entry to verify) or gave up on
+        a neighbour: its ethernet task, which owns ARP's timers and reports failures,
+        must wake by the new deadline (aioquic's pattern: after a call, ask the machine
+        for its timer)."""
+        if iface.arp.unreachable:
+            iface.kick()
         else:
-            # A resolution started or an entry went STALE -> DELAY: the ethernet task
-            # owns ARP's timers and must wake by the new deadline (aioquic's pattern:
-            # after a call, ask the machine for its timer).
-            deadline = arp.get_timer()
+            deadline = iface.arp.get_timer()
             if deadline is not None:
                 iface.inbox.wake_by(deadline)
-        return arp.take_frames()
 
     # --- interfaces and addresses ----------------------------------------------------
 
@@ -235,13 +240,13 @@ class IpLayer:
 
     # --- the IPv4 task -------------------------------------------------------------
 
-    async def run(self, *, task_status: trio.TaskStatus[None]) -> None:
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            task_status.started()
-            await self._loop()
+    def use_nursery(self, nursery: trio.Nursery) -> None:
+        """Where interfaces' tasks run (the stack's nursery)."""
+        self._nursery = nursery
 
-    async def _loop(self) -> None:
+    async def run(self, *, task_status: trio.TaskStatus[None]) -> None:
+        """The IPv4 task (one coroutine, no wrapper: it resumes once per batch)."""
+        task_status.started()
         ipv4 = self.ipv4
         inbox = self.inbox
         handlers = self._handlers

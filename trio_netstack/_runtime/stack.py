@@ -264,6 +264,7 @@ class Stack:
     # --- running -----------------------------------------------------------------------
 
     async def _run(self, nursery: trio.Nursery) -> None:
+        self.ip.use_nursery(nursery)
         await nursery.start(self.clock.run)
         for task in (self.ip.run, self.icmp.run, self.udp.run, self.tcp.run):
             await nursery.start(task)

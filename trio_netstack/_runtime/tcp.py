@@ -309,10 +309,10 @@ class TcpLayer:
                 if conn.has_output:
                     await network.queue_datagrams(self.datagrams(conn))
                 handle.wake()
-                if conn.state == TIME_WAIT:
+                if conn.state is TIME_WAIT:
                     self.demux.enter_time_wait(conn, now)
                     return
-                if conn.state == CLOSED:
+                if conn.state is CLOSED:
                     self.demux.remove(conn)
                     return
         finally:

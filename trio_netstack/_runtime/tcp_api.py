@@ -111,7 +111,7 @@ class TcpStream(trio.abc.HalfCloseableStream):
             while True:
                 self._check_open()
                 self._raise_if_failed()
-                if conn.state == CLOSED or conn.fin_queued:
+                if conn.state is CLOSED or conn.fin_queued:
                     raise trio.BrokenResourceError("the connection is closed for sending")
                 if sent < len(view):
                     taken = conn.app_send(view[sent:], trio.current_time())
@@ -130,7 +130,7 @@ class TcpStream(trio.abc.HalfCloseableStream):
             while True:
                 self._check_open()
                 self._raise_if_failed()
-                if self._conn.send_space > 0 or self._conn.state == CLOSED:
+                if self._conn.send_space > 0 or self._conn.state is CLOSED:
                     await trio.lowlevel.checkpoint()
                     return
                 await self._handle.wait_change()
@@ -141,7 +141,7 @@ class TcpStream(trio.abc.HalfCloseableStream):
         self._check_open()
         if not self._eof_sent:
             self._eof_sent = True
-            if self._conn.state != CLOSED:
+            if self._conn.state is not CLOSED:
                 self._conn.app_close(trio.current_time())
                 self._handle.flush()
         await trio.lowlevel.checkpoint()
@@ -181,7 +181,7 @@ class TcpStream(trio.abc.HalfCloseableStream):
             self._closed = True
             conn = self._conn
             now = trio.current_time()
-            if conn.state != CLOSED:
+            if conn.state is not CLOSED:
                 conn.app_close(now, full=True)
                 self._handle.flush()
             self._handle.wake()  # wake our own parked senders/receivers
@@ -221,7 +221,7 @@ async def _wait_established(handle: ConnectionHandle) -> None:
         raise
     if conn.error is not None:
         raise conn.error
-    if conn.state == CLOSED:
+    if conn.state is CLOSED:
         raise ConnectionResetError(errno.ECONNRESET, "the connection closed while opening")
 
 

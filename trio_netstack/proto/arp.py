@@ -99,12 +99,16 @@ class ArpMachine:
 
     def take_frames(self) -> list[bytes]:
         """The Ethernet frames to send, in order (ARP's own and released packets)."""
-        out, self.frames_out = self.frames_out, []
+        out = self.frames_out
+        if out:  # when empty, no new list (taken every round): do not modify it
+            self.frames_out = []
         return out
 
     def take_unreachable(self) -> list[tuple[int, list[bytes]]]:
         """``(neighbour, [its queued IPv4 packets])`` for each resolution given up."""
-        out, self.unreachable = self.unreachable, []
+        out = self.unreachable
+        if out:  # when empty, no new list (taken every round): do not modify it
+            self.unreachable = []
         return out
 
     # --- configuration -------------------------------------------------------------
@@ -120,37 +124,49 @@ class ArpMachine:
 
     # --- output path -----------------------------------------------------------------
 
-    def output(self, next_hop: int, payload: bytes, now: float) -> None:
-        """Send an IPv4 packet to ``next_hop`` (resolving it first when needed)."""
+    def output(self, next_hop: int, payload: bytes, now: float) -> bool:
+        """Send an IPv4 packet to ``next_hop`` (resolving it first when needed).
+
+        Returns True when the call armed a timer (a resolution started, or a stale
+        entry is to be verified): whoever runs :meth:`handle_timer` must then look at
+        :meth:`get_timer` again. Frames go to :meth:`take_frames`.
+        """
         if next_hop == LIMITED_BROADCAST:
             self.frames_out.append(
                 ethernet.build(BROADCAST_MAC, self.mac, ethernet.ETHERTYPE_IPV4, payload)
             )
-            return
+            return False
         if is_multicast(next_hop):
             self.frames_out.append(
                 ethernet.build(multicast_mac(next_hop), self.mac, ethernet.ETHERTYPE_IPV4, payload)
             )
-            return
+            return False
         entry = self._entries.get(next_hop)
         if entry is None:
             entry = self._new_incomplete(next_hop, now)
             if entry is None:
                 self.unreachable.append((next_hop, [payload]))
-                return
+                return False
+            entry.used = now
+            self._enqueue(entry, payload)
+            return True
         entry.used = now
         if entry.state == INCOMPLETE:
             self._enqueue(entry, payload)
-            return
+            return False
         if entry.state == REACHABLE and now >= entry.confirmed + self.config.reachable_time:
             entry.state = STALE
         if entry.state == STALE:
             # RFC 4861 7.3.3: use the stale address now, verify it shortly.
             entry.state = DELAY
             self._schedule(entry, now + self.config.delay_time)
+            armed = True
+        else:
+            armed = False
         self.frames_out.append(
             ethernet.build(entry.mac, self.mac, ethernet.ETHERTYPE_IPV4, payload)
         )
+        return armed
 
     def confirm(self, ip: int, now: float) -> None:
         """Upper-layer proof of reachability (e.g. TCP saw new data ACKed)."""

@@ -133,15 +133,21 @@ class IcmpMachine:
         self.errors: list[IcmpErrorReport] = []
 
     def take_datagrams(self) -> list[OutDatagram]:
-        out, self.out = self.out, []
+        out = self.out
+        if out:  # when empty, no new list (taken every round): do not modify it
+            self.out = []
         return out
 
     def take_echo_replies(self) -> list[EchoReply]:
-        out, self.echo_replies = self.echo_replies, []
+        out = self.echo_replies
+        if out:  # when empty, no new list (taken every round): do not modify it
+            self.echo_replies = []
         return out
 
     def take_errors(self) -> list[IcmpErrorReport]:
-        out, self.errors = self.errors, []
+        out = self.errors
+        if out:  # when empty, no new list (taken every round): do not modify it
+            self.errors = []
         return out
 
     def report(self, request: IcmpRequest, now: float) -> bool:

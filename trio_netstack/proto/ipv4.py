@@ -118,11 +118,15 @@ class Ipv4Machine:
         return bool(self._icmp_requests or self._forwarded)
 
     def take_icmp_requests(self) -> list[IcmpRequest]:
-        out, self._icmp_requests = self._icmp_requests, []
+        out = self._icmp_requests
+        if out:  # when empty, no new list (taken every round): do not modify it
+            self._icmp_requests = []
         return out
 
     def take_forwarded(self) -> list[Routed]:
-        out, self._forwarded = self._forwarded, []
+        out = self._forwarded
+        if out:  # when empty, no new list (taken every round): do not modify it
+            self._forwarded = []
         return out
 
     def attach_hook(self, point: HookPoint, hook: Hook, priority: int = 0) -> object:
@@ -362,7 +366,10 @@ class Ipv4Machine:
         total = wip.MIN_HEADER_LEN + len(payload)
         if total > wip.MAX_PACKET:
             raise OSError(errno.EMSGSIZE, f"an IPv4 datagram of {total} bytes exceeds 65535")
-        mtu = self._mtu(route, dst, now)
+        mtu = route.mtu
+        learnt = self.pmtu.get(dst, now)
+        if learnt is not None and learnt < mtu:
+            mtu = learnt
         if total > mtu and datagram.dont_fragment and not datagram.segmented:
             self.counters.incr("tx_too_big")
             raise OSError(

@@ -108,7 +108,9 @@ class UdpDemux(Generic[H]):
     # --- input ---------------------------------------------------------------------
 
     def take_icmp_requests(self) -> list[IcmpRequest]:
-        out, self._icmp_requests = self._icmp_requests, []
+        out = self._icmp_requests
+        if out:  # when empty, no new list (taken every round): do not modify it
+            self._icmp_requests = []
         return out
 
     def input_untrusted(self, delivery: Delivery, trusted: bool) -> Received[H] | None:

@@ -43,7 +43,7 @@ class ChecksMixin(Tcb):
             # RFC 5961 3.2: reset only on an exact match, else a challenge ACK.
             if Seq(seg.seq) == self.rcv.rcv_nxt:
                 counters.incr("rst_received")
-                if self.state == SYN_RECEIVED and self.error is None:
+                if self.state is SYN_RECEIVED and self.error is None:
                     self._enter_closed(
                         ConnectionRefusedError(errno.ECONNREFUSED, "connection refused")
                     )
@@ -58,7 +58,7 @@ class ChecksMixin(Tcb):
             return
         if flags & wtcp.SYN:
             # RFC 5961 4.2: a SYN in a synchronized state earns a challenge ACK.
-            if self.state == SYN_RECEIVED and Seq(seg.seq) == self.irs:
+            if self.state is SYN_RECEIVED and Seq(seg.seq) == self.irs:
                 self._send_syn(now, ack=True)  # their SYN again: our SYN-ACK was lost
                 return
             self._challenge_ack(now)
@@ -68,7 +68,7 @@ class ChecksMixin(Tcb):
             return
         self._update_ts_recent(seg, now)
         ack = Seq(seg.ack)
-        if self.state == SYN_RECEIVED:
+        if self.state is SYN_RECEIVED:
             if S.lt(self.snd_una, ack) and S.le(ack, self.snd_max):
                 self.state = ESTABLISHED
                 self._set_window(seg)
@@ -78,7 +78,7 @@ class ChecksMixin(Tcb):
                 return
         if not self._process_ack(seg, now):
             return
-        if self.state == CLOSED:
+        if self.state is CLOSED:
             return
         self._process_text(seg, now)
         self._transmit(now)

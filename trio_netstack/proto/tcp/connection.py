@@ -181,7 +181,7 @@ class TcpConnection(
 
     @property
     def readable(self) -> bool:
-        return bool(len(self.rcv)) or self.fin_received or self.state == CLOSED
+        return bool(len(self.rcv)) or self.fin_received or self.state is CLOSED
 
     def app_close(self, now: float, *, full: bool = False) -> None:
         """Send FIN after the queued data (RFC 9293 3.10.4 CLOSE).
@@ -223,13 +223,13 @@ class TcpConnection(
         self.fin_queued = True
         if self.state in (ESTABLISHED, SYN_RECEIVED):
             self.state = FIN_WAIT_1
-        elif self.state == CLOSE_WAIT:
+        elif self.state is CLOSE_WAIT:
             self.state = LAST_ACK
         self._transmit(now)
 
     def app_abort(self, now: float, error: OSError | None = None) -> None:
         """Reset the connection (RFC 9293 3.10.5 ABORT); ``error`` is what users see."""
-        if self.state in SYNCHRONIZED | {SYN_RECEIVED} and self.state != TIME_WAIT:
+        if self.state in SYNCHRONIZED | {SYN_RECEIVED} and self.state is not TIME_WAIT:
             self._emit(now, self.snd_nxt, 0, wtcp.RST)
         self._enter_closed(error)
 
@@ -258,11 +258,11 @@ class TcpConnection(
         self.segments_received += 1
         self.last_receive = now
         self.keepalive_probes = 0
-        if self.state == SYN_SENT:
+        if self.state is SYN_SENT:
             self._on_syn_sent(seg, now)
-        elif self.state == TIME_WAIT:
+        elif self.state is TIME_WAIT:
             self._on_time_wait(seg, now)
-        elif self.state != CLOSED:
+        elif self.state is not CLOSED:
             self._on_synchronized(seg, now)
         self._arm_keepalive(now)
 
@@ -318,7 +318,7 @@ class TcpConnection(
         if self.rto_at is not None and now >= self.rto_at:
             self.rto_at = None
             self._on_rto(now)
-        if self.state == CLOSED:
+        if self.state is CLOSED:
             return
         if self.rack_timer_at is not None and now >= self.rack_timer_at:
             self.rack_timer_at = self.rack.detect_loss(now, self.in_recovery, self.rtt.srtt)
@@ -339,7 +339,7 @@ class TcpConnection(
         if self.keepalive_at is not None and now >= self.keepalive_at:
             self.keepalive_at = None
             self._on_keepalive(now)
-        if self.state != CLOSED:
+        if self.state is not CLOSED:
             self._transmit(now)
 
     # ======================================================= errors and endings

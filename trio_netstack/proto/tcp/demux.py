@@ -103,7 +103,8 @@ class TcpDemux(Generic[H]):
         """Hand over the connections that listeners opened (in SYN-RECEIVED, their SYN-ACK
         in their own output) since the last call, with their listener."""
         accepted = self.accepted
-        self.accepted = []
+        if accepted:  # taken every round: when empty, no new list (do not modify it)
+            self.accepted = []
         return accepted
 
     @staticmethod

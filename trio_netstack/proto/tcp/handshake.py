@@ -95,12 +95,12 @@ class HandshakeMixin(Tcb):
         (scaling, SACK-permitted and timestamps are used only when both ends send them)."""
         options["mss"] = self.local_mss
         if self.config.window_scaling and (
-            self.state == SYN_SENT or self.snd_wscale or self.rcv_wscale
+            self.state is SYN_SENT or self.snd_wscale or self.rcv_wscale
         ):
             options["wscale"] = self.rcv_wscale
-        if self.config.sack and (self.state == SYN_SENT or self.sack_ok):
+        if self.config.sack and (self.state is SYN_SENT or self.sack_ok):
             options["sack_permitted"] = True
-        if self.config.timestamps and (self.state == SYN_SENT or self.ts_ok):
+        if self.config.timestamps and (self.state is SYN_SENT or self.ts_ok):
             options["timestamp"] = (tsval(now, self.ts_offset), self.ts_recent)
 
     def _send_syn(self, now: float, *, ack: bool) -> None:

@@ -75,14 +75,14 @@ class ReceiverMixin(Tcb):
             self.rcv.rcv_nxt = S.add(self.rcv.rcv_nxt, 1)
             self.counters.incr("fin_received")
             self._schedule_ack(now, immediate=True)
-            if self.state == ESTABLISHED:
+            if self.state is ESTABLISHED:
                 self.state = CLOSE_WAIT
-            elif self.state == FIN_WAIT_1:
+            elif self.state is FIN_WAIT_1:
                 if self.fin_sent and self.snd_una == self.snd_max:
                     self._enter_time_wait(now)
                 else:
                     self.state = CLOSING  # simultaneous close (RFC 9293 figure 13)
-            elif self.state == FIN_WAIT_2:
+            elif self.state is FIN_WAIT_2:
                 self._enter_time_wait(now)
 
     def _schedule_ack(self, now: float, *, immediate: bool = False) -> None:

@@ -249,11 +249,11 @@ class SenderMixin(Tcb):
 
     def _after_ack_state(self, now: float) -> bool:
         fin_acked = self.fin_sent and self.snd_una == self.snd_max
-        if self.state == FIN_WAIT_1 and fin_acked:
+        if self.state is FIN_WAIT_1 and fin_acked:
             self.state = FIN_WAIT_2
-        elif self.state == CLOSING and fin_acked:
+        elif self.state is CLOSING and fin_acked:
             self._enter_time_wait(now)
-        elif self.state == LAST_ACK and fin_acked:
+        elif self.state is LAST_ACK and fin_acked:
             self._enter_closed(None)
             return False
         return True

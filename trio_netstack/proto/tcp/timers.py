@@ -31,7 +31,7 @@ class TimersMixin(Tcb):
 
     def _arm_keepalive(self, now: float) -> None:
         ka = self.config.keepalive
-        if ka is not None and self.state in SYNCHRONIZED and self.state != TIME_WAIT:
+        if ka is not None and self.state in SYNCHRONIZED and self.state is not TIME_WAIT:
             self.keepalive_at = now + (ka.idle if self.keepalive_probes == 0 else ka.interval)
 
     def _timed_out(self) -> OSError:
@@ -45,7 +45,7 @@ class TimersMixin(Tcb):
         self.retransmits += 1
         self.counters.incr("rto_timeouts")
         self.rtt.on_timeout()
-        if self.state == SYN_SENT:
+        if self.state is SYN_SENT:
             if self.retransmits > cfg.syn_retries:
                 self._enter_closed(self._timed_out())
                 return
@@ -53,7 +53,7 @@ class TimersMixin(Tcb):
             self.retransmitted_segments += 1
             self._arm_rto(now)
             return
-        if self.state == SYN_RECEIVED:
+        if self.state is SYN_RECEIVED:
             if self.retransmits > cfg.synack_retries:
                 self._enter_closed(self._timed_out())
                 return
